@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# `make demo`: the demo stage of every subproject that exists, then the results check and tables.
+# Real CIFAR-10 when DATA_DIR (or PRUNING_DATA_DIR) names a folder holding it, else the embedded digits.
+#   DATA_DIR=../data make demo        OUT=runs/demo/mine make demo
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+OUT=${OUT:-runs/demo/$(date +%Y%m%d-%H%M%S)}
+DATA_DIR=${DATA_DIR:-${PRUNING_DATA_DIR:-}}
+RECORDS="$OUT/records"
+mkdir -p "$RECORDS"
+
+data_args=()
+if [ -n "$DATA_DIR" ]; then
+  data_args=(--data-dir "$DATA_DIR")
+  echo "== data: CIFAR-10 from $DATA_DIR =="
+else
+  echo "== data: embedded digits (set DATA_DIR for real CIFAR-10) =="
+fi
+"$PY" -m shared.demo_data "${data_args[@]}"
+
+start=$SECONDS
+for pkg in ekg_tf2 dsp_torch dcp_tf ista_tf bip_torch; do
+  if [ -f "$pkg/demo.py" ]; then
+    echo
+    echo "== $pkg demo =="
+    t0=$SECONDS
+    "$PY" -m "$pkg.demo" "${data_args[@]}" --out "$OUT/$pkg" --records "$RECORDS"
+    echo "($pkg demo took $((SECONDS - t0)) s)"
+  fi
+done
+
+echo
+echo "== results check (committed records + this demo's smoke records) =="
+"$PY" -m shared.results check --records "$RECORDS" --only-run
+"$PY" -m shared.results tables --records "$RECORDS" --out "$OUT"
+echo "demo finished in $((SECONDS - start)) s; outputs under $OUT (tables: $OUT/TABLES.md)"

@@ -1,0 +1,50 @@
+"""One clear message and a non-zero exit for bad input.
+
+Entry points raise `UserError` for anything the user can fix (a missing folder, a rate out of range,
+a checkpoint of the wrong model); `main_guard` prints it as a single line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+
+
+class UserError(Exception):
+    """Bad input from the user. The message names the thing and what was expected."""
+
+
+class MalformedError(UserError):
+    """A data file (run record, reported table, checkpoint) does not have the expected form."""
+
+
+EXIT_USER_ERROR = 2
+
+
+def main_guard(main: Callable[..., int | None]) -> Callable[..., int]:
+    """Wrap an entry point so that a UserError becomes `error: <message>` and exit status 2."""
+
+    @functools.wraps(main)
+    def wrapped(*args, **kwargs) -> int:
+        try:
+            return main(*args, **kwargs) or 0
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+
+    return wrapped
+
+
+def check_range(name: str, value: float, low: float, high: float, *, low_open=False, high_open=False):
+    """Raise UserError unless low <= value <= high (open ends where asked)."""
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        raise UserError(f"{name} must be in {left}{low}, {high}{right}, got {value}")
+    return value
