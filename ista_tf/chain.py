@@ -1,0 +1,198 @@
+"""The checkpoint-version chain of the original programs (research/ista.md 2.7), and its folders.
+
+`--checkpoint_version V` trains stage V in `<train_dir>_V` and writes the compact model for the next
+stage into `<train_dir>_{V+1}`; `cifar10_eval --checkpoint_version N` evaluates `<train_dir>_N`:
+
+    <train_dir>_V/
+      compact/               input of stage V (V >= 1): arch.json, model checkpoint, lineage.json
+      stage.json             settings of stage V, written when it starts (a resume must match them)
+      train/                 checkpoints of stage V (model, averaged weights, step), newest 3
+      pruned_channels.json   channels kept at the end of stage V (the original's pruned_flow_graph.pkl)
+      record.json            run record of stage V
+      finished.json          written last: stage V is done
+
+Every stage starts from the averaged (EMA) weights of the previous one, with a fresh average and the
+step reset to 0, so `--max_steps` counts per stage. The compact model is written to a temporary folder
+and renamed into place, so `<train_dir>_{V+1}/compact` exists only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import tensorflow as tf
+
+from shared.errors import MalformedError, UserError
+from shared.paths import atomic_write_text
+
+# Settings that define a stage: a resume must use the same, and a finished stage is "the same run" only
+# if these match (plus max_steps, which a resume may change to train longer).
+DEFINING = (
+    "model",
+    "l1_penalty",
+    "learning_rate",
+    "batch_size",
+    "weight_decay",
+    "alpha",
+    "fold",
+    "seed",
+    "accum_steps",
+    "squeeze_model",
+    "bn_decay",
+)
+
+# The README chain (seed README; research/ista.md 4.1): version -> (l1_penalty, max_steps, learning_rate)
+README_CHAIN = {0: (0.001, 30_000, 0.1), 1: (0.005, 50_000, 0.1), 2: (0.0, 50_000, 0.01)}
+README_FIXED = {"model": "resnet20", "batch_size": 125, "weight_decay": 0.0005, "alpha": 1.0}
+FULL_CIFAR10 = {"train": 50_000, "test": 10_000}
+
+
+def stage_dir(train_dir: str | os.PathLike, version: int) -> Path:
+    return Path(f"{os.fspath(train_dir)}_{int(version)}")
+
+
+def compact_dir(train_dir, version: int) -> Path:
+    return stage_dir(train_dir, version) / "compact"
+
+
+def read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise MalformedError(f"{path}: cannot read {what}: {err}") from err
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
+
+
+def differences(recorded: dict, requested: dict, keys) -> list[str]:
+    return [
+        f"{k}={recorded.get(k)!r} (now {requested.get(k)!r})"
+        for k in keys
+        if str(recorded.get(k)) != str(requested.get(k))
+    ]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Compact models: arch.json + checkpoint + lineage.json
+# ----------------------------------------------------------------------------------------------------
+
+
+def read_arch(folder: Path, expected_model: str) -> dict:
+    """arch.json of a checkpoint folder; UserError if it holds the other model."""
+    arch_file = folder / "arch.json"
+    if not arch_file.is_file():
+        raise UserError(f"{folder} has no arch.json: not a checkpoint written by ista_tf")
+    arch = read_json(arch_file, "the architecture")
+    if arch.get("model") != expected_model:
+        raise UserError(
+            f"{folder} holds a {arch.get('model')!r} model, but --model is {expected_model!r}; "
+            f"pass --model {arch.get('model')} (or point --train_dir elsewhere)"
+        )
+    return arch
+
+
+def restore_compact(model, folder: Path) -> None:
+    """Load the weights of `<folder>/model` into `model` (built from the folder's arch.json)."""
+    prefix = tf.train.latest_checkpoint(folder) or str(folder / "model")
+    try:
+        tf.train.Checkpoint(model=model).read(prefix).assert_consumed()
+    except (tf.errors.OpError, AssertionError, ValueError) as err:
+        raise UserError(f"cannot restore the model in {folder}: {str(err).splitlines()[0]}") from err
+
+
+def write_compact(model, folder: Path, lineage: list[dict]) -> None:
+    """Write arch.json, the model checkpoint and lineage.json into a temporary folder, then rename it to
+    `folder` (which must not exist)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    tf.train.Checkpoint(model=model).write(str(tmp / "model"))
+    write_json(tmp / "arch.json", model.arch)
+    write_json(tmp / "lineage.json", lineage)
+    os.replace(tmp, folder)
+
+
+def read_lineage(folder: Path) -> list[dict]:
+    path = folder / "lineage.json"
+    return read_json(path, "the stage history") if path.is_file() else []
+
+
+# ----------------------------------------------------------------------------------------------------
+# Where a stage stands
+# ----------------------------------------------------------------------------------------------------
+
+
+def check_stage_can_run(train_dir, version: int, settings: dict, data: dict) -> str | None:
+    """Decide, before anything is written, what running stage `version` means.
+
+    `settings` are the stage's settings (StageConfig.settings()), `data` the training split's identity.
+    Returns None (start or resume) or a message saying the stage is already finished with the same
+    settings (nothing to do). Raises UserError when the stage is finished with other settings, when the
+    previous stage's compact model is missing, when a folder holds the other model, or when an output
+    of this stage exists although the stage is not finished.
+    """
+    here, nxt = stage_dir(train_dir, version), compact_dir(train_dir, version + 1)
+    prev = compact_dir(train_dir, version)
+    if version > 0 and prev.is_dir():
+        read_arch(prev, settings["model"])  # the other model's checkpoint: say so first
+    finished = here / "finished.json"
+    if finished.is_file():
+        done = read_json(finished, "the finished-stage marker")
+        diff = differences(done.get("settings", {}), settings, DEFINING + ("max_steps",))
+        if diff:
+            raise UserError(
+                f"stage {version} in {here} is already finished with other settings: {', '.join(diff)}; "
+                f"remove {here} (and {nxt.parent}) to train it again"
+            )
+        return (
+            f"stage {version} is already finished ({finished}); its compact model is {nxt}. Nothing to do: "
+            f"continue with --checkpoint_version {version + 1}, or remove {here} to train it again."
+        )
+    if nxt.exists():
+        raise UserError(
+            f"{nxt} already exists but stage {version} in {here} is not finished; refusing to "
+            f"overwrite it (remove it if it is left from another run)"
+        )
+    if version > 0 and not prev.is_dir():
+        raise UserError(
+            f"checkpoint version {version} needs the compact model of stage {version - 1} in {prev}, "
+            f"which does not exist; run --checkpoint_version {version - 1} first"
+        )
+    stage_file = here / "stage.json"
+    if stage_file.is_file():
+        started = read_json(stage_file, "the stage settings")
+        diff = differences(started.get("settings", {}), settings, DEFINING)
+        if diff:
+            raise UserError(
+                f"stage {version} in {here} was started with other settings: {', '.join(diff)}; "
+                f"use the same settings to resume it, or remove {here} to start again"
+            )
+        if started.get("data", {}).get("sha256_16") != data.get("sha256_16"):
+            raise UserError(
+                f"stage {version} in {here} was started on other data "
+                f"({started.get('data', {}).get('source')}); resume it with the same --data_dir"
+            )
+    return None
+
+
+def readme_chain_matches(lineage: list[dict]) -> bool:
+    """True when `lineage` (stage summaries, oldest first) is the README's resnet20 chain on full CIFAR-10."""
+    for version, entry in enumerate(lineage):
+        s = entry.get("settings", {})
+        want = README_CHAIN.get(version)
+        if want is None or (s.get("l1_penalty"), s.get("max_steps"), s.get("learning_rate")) != want:
+            return False
+        if any(s.get(k) != v for k, v in README_FIXED.items()):
+            return False
+        if (
+            entry.get("data", {}).get("name") != "cifar10"
+            or entry.get("data", {}).get("n") != FULL_CIFAR10["train"]
+        ):
+            return False
+    return bool(lineage)

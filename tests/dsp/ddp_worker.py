@@ -1,0 +1,82 @@
+"""Two SGD steps (optionally DSP group-learning steps) on fixed digits batches; rank 0 saves the weights.
+
+    python tests/dsp/ddp_worker.py OUT [--dsp] [--accum K]                       # one process
+    python -m torch.distributed.run --nproc_per_node 2 tests/dsp/ddp_worker.py OUT [--dsp]
+
+BN layers run on their running statistics (eval mode), so that the result does not depend on how
+the global batch is split over processes or micro-batches: what is compared is the loop machinery.
+"""
+
+import argparse
+
+import torch
+from torch import nn
+
+from dsp_torch.dsp_module import GroupWrapper
+from dsp_torch.models import cifar_resnet
+from shared.data import CIFAR_MEAN, CIFAR_STD, load_digits_cifar
+from shared.torch_train import TensorLoader, accumulate_backward, cleanup_distributed, setup_distributed, wrap_ddp
+
+
+@torch.no_grad()
+def calibrate_and_freeze_bn(model, images):
+    """Running statistics from one pass over the images (cumulative average), then eval-mode BN."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    model(images)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("out")
+    p.add_argument("--dsp", action="store_true")
+    p.add_argument("--accum", type=int, default=1)
+    p.add_argument("--steps", type=int, default=2, help="0: save the initial weights")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    ctx = setup_distributed("cpu")
+    torch.manual_seed(0)
+    model = cifar_resnet(20)
+    data = load_digits_cifar("train").subset(32)
+    loader = TensorLoader(data.images, data.labels, 16, ctx.device, CIFAR_MEAN, CIFAR_STD, train=True, seed=0,
+                          ctx=ctx)
+    train_model = wrap_ddp(model, ctx)
+    opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9, weight_decay=1e-3)
+    crit = nn.CrossEntropyLoss()
+
+    def backward(x, y):
+        accumulate_backward(train_model, crit, x, y, args.accum, ctx.device)
+
+    gw = None
+    if args.dsp:
+        gw = GroupWrapper(model, opt, crit, 0.02, 4, 4, 0.5, generator=torch.Generator().manual_seed(5),
+                          backward_fn=backward, verbose=False)
+        g = torch.Generator().manual_seed(3)
+        with torch.no_grad():  # start from distinct logits: argmax ties would amplify float noise
+            for layer in gw.layers:
+                layer.group.copy_(torch.randn(layer.group.shape, generator=g))
+    eval_loader = TensorLoader(data.images, data.labels, 32, ctx.device, CIFAR_MEAN, CIFAR_STD, train=False)
+    calibrate_and_freeze_bn(model, next(iter(eval_loader))[0])
+    for step, (x, y) in enumerate(loader):
+        if step == args.steps:
+            break
+        if gw:
+            gw.initialize()
+        opt.zero_grad()
+        backward(x, y)
+        opt.step()
+        if gw:
+            gw.after_step(x, y)
+    if ctx.is_main:
+        torch.save(model.state_dict(), args.out)
+    cleanup_distributed()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Packing: the packed network computes what the masked model computes, and is smaller."""
+
+import json
+import zipfile
+
+import pytest
+import torch
+
+from dsp_torch.dsp_module import attach_prune_buffers, prunable_convs
+from dsp_torch.models import cifar_resnet, imagenet_resnet
+from dsp_torch.pack import PackOptions, pack, packed_macs, plan_model, to_torchscript
+from dsp_torch.pack_model import main as pack_main
+
+pytestmark = pytest.mark.torch
+
+
+def _randomly_pruned(model, seed=0, keep=0.4, n_groups=4):
+    """Group-structured random masks plus some dead filters, BN statistics made non-trivial."""
+    g = torch.Generator().manual_seed(seed)
+    layers = attach_prune_buffers(model, n_groups)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1, generator=g)
+                m.running_var.uniform_(0.5, 1.5, generator=g)
+                m.weight.uniform_(0.5, 1.5, generator=g)
+                m.bias.normal_(0, 0.1, generator=g)
+        for conv in layers:
+            n, c = conv.out_channels, conv.in_channels
+            group = torch.randint(0, n_groups, (n,), generator=g)
+            channel_keep = torch.rand(n_groups, c, generator=g) < keep
+            mask = channel_keep[group].float()
+            mask[torch.rand(n, generator=g) < 0.15] = 0  # dead filters
+            conv.mask.copy_(mask[:, :, None, None])
+            conv.weight.mul_(conv.mask)
+    return model.eval()
+
+
+@pytest.mark.parametrize("options", [PackOptions(), PackOptions(align=8, channels_last=False),
+                                     PackOptions(align=1, gather_below=1.0, full_above=1.0)])
+def test_cifar_pack_equals_masked(options):
+    model = _randomly_pruned(cifar_resnet(20))
+    net = pack(model, options)
+    x = torch.randn(8, 3, 32, 32)
+    with torch.inference_mode():
+        assert (net(x) - model(x)).abs().max().item() < 1e-4
+        assert (to_torchscript(net)(x) - model(x)).abs().max().item() < 1e-4
+    dense = 40_813_184  # the option-B ResNet-20; widths rounded up to 16 may keep every channel
+    assert packed_macs(net) < dense if options.align == 1 else packed_macs(net) <= dense
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_torchvision_pack_equals_masked(arch):
+    model = _randomly_pruned(imagenet_resnet(arch, num_classes=10), seed=1, n_groups=2)
+    net = pack(model)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        assert (net(x) - model(x)).abs().max().item() < 1e-4
+
+
+def test_dead_block_and_constant_channels():
+    model = _randomly_pruned(cifar_resnet(20))
+    block = model.stage_2[1]
+    with torch.no_grad():
+        block.conv_a.mask.zero_()
+        block.conv_a.weight.zero_()
+        block.bn_a.weight.zero_()
+        block.bn_a.bias.zero_()  # conv_a is dead: the branch only adds conv_b's (folded BN) bias
+        model.stage_1[2].conv_b.mask.zero_()
+        model.stage_1[2].conv_b.weight.zero_()
+        model.stage_1[2].bn_b.weight.zero_()
+        model.stage_1[2].bn_b.bias.zero_()  # this branch writes nothing: out = relu(x)
+        model.stage_3[2].bn_a.weight[3] = 0.0
+        model.stage_3[2].bn_a.bias[3] = 0.7  # a filter with gamma = 0 but a constant output: kept
+    plans = plan_model(model)
+    assert plans[4].hidden[0] == [] and plans[4].out_index and 3 in plans[8].hidden[0]
+    assert plans[2].out_index == []
+    net = pack(model)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.inference_mode():
+        assert (net(x) - model(x)).abs().max().item() < 1e-4
+
+
+def test_pack_model_command_roundtrip(tmp_path, capsys):
+    from dsp_torch.checkpoints import save_checkpoint
+
+    model = _randomly_pruned(cifar_resnet(20))
+    ckpt = tmp_path / "resnet20_P0g4c0.50.pkl"
+    save_checkpoint(ckpt, stage="pruned", model=model, arch={"family": "cifar", "depth": 20, "num_classes": 10},
+                    groups=4, best_acc=50.0)
+    out = tmp_path / "packed.pt"
+    assert pack_main(["--ckpt", str(ckpt), "--save", str(out), "-l", "20"]) == 0
+    assert "max |packed - masked|" in capsys.readouterr().out
+    with zipfile.ZipFile(out) as z:
+        meta = json.loads(z.read(next(n for n in z.namelist() if n.endswith("dsp_torch_packed.json"))))
+    assert meta["arch"]["depth"] == 20 and meta["max_abs_diff_vs_masked"] < 1e-4
+    loaded = torch.jit.load(str(out))
+    x = torch.randn(3, 3, 32, 32)
+    with torch.inference_mode():
+        assert (loaded(x) - model(x)).abs().max().item() < 1e-4
+    assert pack_main(["--ckpt", str(ckpt), "--save", str(out)]) == 2  # never overwrites silently
+    assert "exists" in capsys.readouterr().err
+    assert pack_main(["--ckpt", str(ckpt), "--save", str(tmp_path / "x.pt"), "-l", "56"]) == 2
+
+
+@pytest.mark.realdata
+def test_released_model_packs_smaller_and_equal(checkpoint_root, cifar_dir):
+    from dsp_torch.released import convert_released
+    from shared.data import CIFAR_MEAN, CIFAR_STD, load_cifar
+
+    path = checkpoint_root / "dsp" / "resnet56_g4.pt"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    conv = convert_released(path)
+    net = pack(conv.model)
+    test = load_cifar(cifar_dir, "cifar10", "test")
+    x = torch.from_numpy(test.images[:256]).permute(0, 3, 1, 2).float() / 255
+    x = (x - torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)) / torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        assert (to_torchscript(net)(x) - conv.script(x)).abs().max().item() < 1e-4
+    assert packed_macs(net) < 0.8 * 125_747_840
+    plans = plan_model(conv.model)
+    assert sum(len(h) for p in plans for h in p.hidden) < 0.8 * (9 * (16 + 32 + 64))  # dead filters dropped
+    assert len(prunable_convs(conv.model)) == 54
