@@ -49,8 +49,12 @@ def build_models(ckpt: str, device: torch.device, align: int) -> dict:
         AUTHORS: load_released(ckpt),
         OURS: to_torchscript(ours),
     }
-    info = {"depth": depth, "groups": converted.groups, "ours_macs": packed_macs(ours),
-            "dense_macs": packed_macs(pack(dense_masked, opts))}
+    info = {
+        "depth": depth,
+        "groups": converted.groups,
+        "ours_macs": packed_macs(ours),
+        "dense_macs": packed_macs(pack(dense_masked, opts)),
+    }
     return {k: v.to(device) for k, v in models.items()}, converted, info
 
 
@@ -64,7 +68,7 @@ def time_models(models: dict, batch: int, reps: int, warmup: int, device: torch.
                 m(x)
         names = list(models)
         for r in range(reps):
-            for k in names[r % len(names):] + names[: r % len(names)]:
+            for k in names[r % len(names) :] + names[: r % len(names)]:
                 sync()
                 t = time.perf_counter()
                 models[k](x)
@@ -75,8 +79,9 @@ def time_models(models: dict, batch: int, reps: int, warmup: int, device: torch.
 
 @main_guard
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dsp_torch.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m dsp_torch.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--ckpt", help="released packed model (default $PRUNING_CHECKPOINT_DIR/dsp/resnet56_g4.pt)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 1])
     p.add_argument("--reps", type=int, default=15, help="timed repetitions per model and batch size")
@@ -99,10 +104,14 @@ def main(argv=None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda asked for, but no CUDA device is available")
     models, converted, info = build_models(ckpt, device, args.align)
-    print(f"{Path(ckpt).name}: ResNet-{info['depth']} g={info['groups']}; device {device}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}, fp32")
-    print(f"packed MACs: ours {info['ours_macs']:,} vs dense {info['dense_macs']:,} "
-          f"({info['dense_macs'] / info['ours_macs']:.2f}x fewer); DSP-convention kernels: 65% fewer for g=4")
+    print(
+        f"{Path(ckpt).name}: ResNet-{info['depth']} g={info['groups']}; device {device}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}, fp32"
+    )
+    print(
+        f"packed MACs: ours {info['ours_macs']:,} vs dense {info['dense_macs']:,} "
+        f"({info['dense_macs'] / info['ours_macs']:.2f}x fewer); DSP-convention kernels: 65% fewer for g=4"
+    )
     for batch in args.batch_sizes:
         times = time_models(models, batch, args.reps, args.warmup, device)
         med = {k: statistics.median(v) for k, v in times.items()}

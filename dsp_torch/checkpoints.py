@@ -36,14 +36,17 @@ def infer_arch(state_dict: dict, source: str = "checkpoint") -> dict:
         blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r"stage_1\.(\d+)\.", k))}
         if not blocks or "classifier.weight" not in state_dict:
             raise UserError(f"{source}: a CIFAR ResNet state dict without stage_1 blocks or classifier")
-        return {"family": "cifar", "depth": 6 * len(blocks) + 2,
-                "num_classes": int(state_dict["classifier.weight"].shape[0])}
+        return {
+            "family": "cifar",
+            "depth": 6 * len(blocks) + 2,
+            "num_classes": int(state_dict["classifier.weight"].shape[0]),
+        }
     if "conv1.weight" in state_dict and "fc.weight" in state_dict:
-        counts = [len({int(m.group(1)) for k in state_dict if (m := re.match(rf"layer{i}\.(\d+)\.", k))})
-                  for i in range(1, 5)]
+        counts = [
+            len({int(m.group(1)) for k in state_dict if (m := re.match(rf"layer{i}\.(\d+)\.", k))}) for i in range(1, 5)
+        ]
         bottleneck = any(k.endswith("conv3.weight") for k in state_dict)
-        names = {((2, 2, 2, 2), False): "resnet18", ((3, 4, 6, 3), False): "resnet34",
-                 ((3, 4, 6, 3), True): "resnet50"}
+        names = {((2, 2, 2, 2), False): "resnet18", ((3, 4, 6, 3), False): "resnet34", ((3, 4, 6, 3), True): "resnet50"}
         name = names.get((tuple(counts), bottleneck))
         if name is None:
             raise UserError(f"{source}: unsupported ImageNet ResNet with blocks {counts}")
@@ -51,13 +54,22 @@ def infer_arch(state_dict: dict, source: str = "checkpoint") -> dict:
     raise UserError(f"{source}: not a DSP model state dict (no conv_1_3x3 / conv1 weights)")
 
 
-def save_checkpoint(path, *, stage: str, model: nn.Module, arch: dict, groups: int | None = None,
-                    best_acc: float | None = None, **extra) -> Path:
+def save_checkpoint(
+    path, *, stage: str, model: nn.Module, arch: dict, groups: int | None = None, best_acc: float | None = None, **extra
+) -> Path:
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    obj = {"format": FORMAT, "version": 1, "stage": stage, "arch": arch, "groups": groups,
-           "state_dict": state, "best_acc": best_acc, **extra}
+    obj = {
+        "format": FORMAT,
+        "version": 1,
+        "stage": stage,
+        "arch": arch,
+        "groups": groups,
+        "state_dict": state,
+        "best_acc": best_acc,
+        **extra,
+    }
     return save_atomic(obj, path)
 
 
@@ -72,13 +84,28 @@ def load_checkpoint(path, what: str = "checkpoint") -> dict:
         has_groups = any(k.endswith(".group") for k in sd)
         stage = "pruned" if has_masks else ("group-learned" if has_groups else "pretrained")
         groups = next((int(v.shape[0]) for k, v in sd.items() if k.endswith(".group")), None)
-        return {"format": FORMAT, "version": 1, "stage": stage, "arch": infer_arch(sd, str(path)),
-                "groups": groups, "state_dict": sd, "best_acc": float(acc), "source": "authors' format"}
+        return {
+            "format": FORMAT,
+            "version": 1,
+            "stage": stage,
+            "arch": infer_arch(sd, str(path)),
+            "groups": groups,
+            "state_dict": sd,
+            "best_acc": float(acc),
+            "source": "authors' format",
+        }
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return {"format": FORMAT, "version": 1, "stage": "pretrained", "arch": infer_arch(obj, str(path)),
-                "groups": None, "state_dict": obj, "best_acc": None, "source": "plain state dict"}
-    raise UserError(f"{path}: not a DSP checkpoint (expected our checkpoint dict, [state_dict, acc] or a "
-                    "state dict)")
+        return {
+            "format": FORMAT,
+            "version": 1,
+            "stage": "pretrained",
+            "arch": infer_arch(obj, str(path)),
+            "groups": None,
+            "state_dict": obj,
+            "best_acc": None,
+            "source": "plain state dict",
+        }
+    raise UserError(f"{path}: not a DSP checkpoint (expected our checkpoint dict, [state_dict, acc] or a state dict)")
 
 
 def check_arch(ckpt: dict, path, depth: int | None = None, arch_name: str | None = None) -> None:

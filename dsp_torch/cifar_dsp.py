@@ -22,8 +22,9 @@ from shared.errors import main_guard
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dsp_torch.cifar_dsp", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m dsp_torch.cifar_dsp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("-l", "--layers", type=int, default=20, help="ResNet depth (default 20)")
     add_dsp_args(p)
     add_common_args(p, epochs=120, lr=0.05, wd=1e-3)

@@ -32,8 +32,11 @@ from shared.errors import UserError, main_guard
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dsp_torch.cifar_finetune", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m dsp_torch.cifar_finetune",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("-l", "--layers", type=int, default=20, help="ResNet depth (default 20)")
     add_finetune_args(p, fp_every_nth_conv=2)
     add_common_args(p, epochs=400, lr=0.015, wd=1e-3)
@@ -52,7 +55,8 @@ def load_group_learned(path, groups: int, depth: int | None = None, arch_name: s
     sd = ckpt["state_dict"]
     logits = {k: v for k, v in sd.items() if k.endswith(".group")}
     model: nn.Module = model_from_checkpoint(
-        {**ckpt, "state_dict": {k: v for k, v in sd.items() if k not in logits}}, path)
+        {**ckpt, "state_dict": {k: v for k, v in sd.items() if k not in logits}}, path
+    )
     layers = attach_prune_buffers(model, groups)
     if len(logits) != len(layers):
         raise UserError(f"{path} has group logits for {len(logits)} convs; the model has {len(layers)} prunable ones")
@@ -71,8 +75,14 @@ def run(args) -> int:
             return 0
         src = args.ckpt or str(runner.save_dir / f"resnet{args.layers}_G{args.device}g{args.groups}.pkl")
         model, ckpt = load_group_learned(src, args.groups, depth=args.layers)
-        fit_finetune(runner, model, ckpt["arch"], {**vars(args), "stage": "finetune", "source": src}, variant,
-                     row=f"cifar10/resnet{args.layers}/g{args.groups}")
+        fit_finetune(
+            runner,
+            model,
+            ckpt["arch"],
+            {**vars(args), "stage": "finetune", "source": src},
+            variant,
+            row=f"cifar10/resnet{args.layers}/g{args.groups}",
+        )
         return 0
     finally:
         runner.close()

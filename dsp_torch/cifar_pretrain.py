@@ -19,8 +19,11 @@ from shared.errors import main_guard
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dsp_torch.cifar_pretrain", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m dsp_torch.cifar_pretrain",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("-l", "--layers", type=int, default=20, help="ResNet depth: 20, 32, 44, 56 or 110 (default 20)")
     add_common_args(p, epochs=164, lr=0.1, wd=1e-4)
     return p

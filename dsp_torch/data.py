@@ -30,18 +30,28 @@ class CifarData:
     full_size: bool  # the official 50,000 / 10,000 split (a reproduction, not a smoke run)
 
 
-def cifar_loaders(dataset: str, data_dir, batch_size: int, device: torch.device, ctx: DistContext,
-                  seed: int = 0, train_limit: int | None = None, test_batch_size: int = 500) -> CifarData:
+def cifar_loaders(
+    dataset: str,
+    data_dir,
+    batch_size: int,
+    device: torch.device,
+    ctx: DistContext,
+    seed: int = 0,
+    train_limit: int | None = None,
+    test_batch_size: int = 500,
+) -> CifarData:
     train = load_image_classification(dataset, "train", data_dir)
     test = load_image_classification(dataset, "test", data_dir)
     if train_limit:
         train = _balanced_subset(train, train_limit)
     if len(train) < batch_size:
         raise UserError(f"--batch-size {batch_size} is larger than the {len(train)} training images")
-    train_loader = TensorLoader(train.images, train.labels, batch_size, device, CIFAR_MEAN, CIFAR_STD,
-                                train=True, seed=seed, ctx=ctx)
-    test_loader = TensorLoader(test.images, test.labels, test_batch_size, device, CIFAR_MEAN, CIFAR_STD,
-                               train=False, ctx=ctx)
+    train_loader = TensorLoader(
+        train.images, train.labels, batch_size, device, CIFAR_MEAN, CIFAR_STD, train=True, seed=seed, ctx=ctx
+    )
+    test_loader = TensorLoader(
+        test.images, test.labels, test_batch_size, device, CIFAR_MEAN, CIFAR_STD, train=False, ctx=ctx
+    )
     full = dataset == "cifar10" and len(train) == 50_000 and len(test) == 10_000
     return CifarData(train_loader, test_loader, test.identity(), train.num_classes, full)
 
@@ -99,13 +109,23 @@ class _DeviceLoader:
     def __init__(self, dataset, batch_size, device, ctx: DistContext, train: bool, workers: int, seed: int):
         from torch.utils.data import DataLoader, DistributedSampler
 
-        self.sampler = DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=train, seed=seed,
-                                          drop_last=train) if (ctx.distributed and train) else None
+        self.sampler = (
+            DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=train, seed=seed, drop_last=train)
+            if (ctx.distributed and train)
+            else None
+        )
         per_rank = batch_size // ctx.world_size if train else batch_size
         gen = torch.Generator().manual_seed(seed)
-        self.loader = DataLoader(dataset, per_rank, shuffle=train and self.sampler is None, sampler=self.sampler,
-                                 num_workers=workers, drop_last=train, pin_memory=device.type == "cuda",
-                                 generator=gen)
+        self.loader = DataLoader(
+            dataset,
+            per_rank,
+            shuffle=train and self.sampler is None,
+            sampler=self.sampler,
+            num_workers=workers,
+            drop_last=train,
+            pin_memory=device.type == "cuda",
+            generator=gen,
+        )
         self.device, self.epoch = device, 0
 
     def set_epoch(self, epoch):
@@ -123,8 +143,17 @@ class _DeviceLoader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
-def imagenet_loaders(train_source, val_source, batch_size: int, device, ctx: DistContext, *, workers: int = 8,
-                     image_size: int = 224, seed: int = 0) -> CifarData:
+def imagenet_loaders(
+    train_source,
+    val_source,
+    batch_size: int,
+    device,
+    ctx: DistContext,
+    *,
+    workers: int = 8,
+    image_size: int = 224,
+    seed: int = 0,
+) -> CifarData:
     """Train: RandomResizedCrop + flip; val: Resize(size * 8/7) + CenterCrop (the torchvision recipe BiP uses).
 
     Sources are class-folder trees (ImageFolder order) or BiP-format `.lmdb` files."""
@@ -138,6 +167,10 @@ def imagenet_loaders(train_source, val_source, batch_size: int, device, ctx: Dis
         raise UserError(f"{train_source} and {val_source} have different class folders")
     num_classes = len(train_set.classes) if train_set.classes else 1000
     identity = {"name": "imagenet", "split": "val", "n": len(val_set), "source": str(val_source)}
-    return CifarData(_DeviceLoader(train_set, batch_size, device, ctx, True, workers, seed),
-                     _DeviceLoader(val_set, batch_size, device, ctx, False, workers, seed),
-                     identity, num_classes, len(val_set) == 50_000)
+    return CifarData(
+        _DeviceLoader(train_set, batch_size, device, ctx, True, workers, seed),
+        _DeviceLoader(val_set, batch_size, device, ctx, False, workers, seed),
+        identity,
+        num_classes,
+        len(val_set) == 50_000,
+    )

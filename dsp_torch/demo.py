@@ -43,8 +43,9 @@ def _median_seconds(fn, x, reps=5):
 
 @main_guard
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dsp_torch.demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m dsp_torch.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data-dir", help="CIFAR-10 folder (default $PRUNING_DATA_DIR; else the digits set)")
     p.add_argument("--out", default="runs/demo/dsp_torch", help="output folder")
     p.add_argument("--records", help="folder for the run records (default <out>/records)")
@@ -52,16 +53,29 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     dataset = demo_dataset(args.data_dir)
     out = Path(args.out)
-    common = ["-l", "20", "--save-dir", str(out), "--dataset", dataset, "--records", args.records or str(out / "records")]
+    common = [
+        "-l",
+        "20",
+        "--save-dir",
+        str(out),
+        "--dataset",
+        dataset,
+        "--records",
+        args.records or str(out / "records"),
+    ]
     if args.data_dir:
         common += ["--data-dir", args.data_dir]
     t0 = time.time()
     print(f"DSP demo on {dataset}: ResNet-20, 4 groups, prune 50 % of the prunable-conv FLOPs")
     cifar_pretrain.run(cifar_pretrain.build_parser().parse_args(common + ["--epochs", str(args.epochs[0])]))
-    cifar_dsp.run(cifar_dsp.build_parser().parse_args(
-        common + ["-g", "4", "-r", "2e-3", "--epochs", str(args.epochs[1])]))
-    cifar_finetune.run(cifar_finetune.build_parser().parse_args(
-        common + ["-g", "4", "-p", "0.5", "--epochs", str(args.epochs[2]), "-c", "1", "--cascade-passes", "10"]))
+    cifar_dsp.run(
+        cifar_dsp.build_parser().parse_args(common + ["-g", "4", "-r", "2e-3", "--epochs", str(args.epochs[1])])
+    )
+    cifar_finetune.run(
+        cifar_finetune.build_parser().parse_args(
+            common + ["-g", "4", "-p", "0.5", "--epochs", str(args.epochs[2]), "-c", "1", "--cascade-passes", "10"]
+        )
+    )
     pruned_path = out / "resnet20_P0g4c0.50.pkl"
     ckpt = load_checkpoint(pruned_path)
     model = model_from_checkpoint(ckpt, pruned_path).eval()
@@ -80,14 +94,21 @@ def main(argv=None) -> int:
     print("\n== DSP demo summary ==")
     print(f"data: {dataset}, {n} test images; total {time.time() - t0:.0f} s")
     print(f"pruned ResNet-20 (g=4): top-1 {ckpt['best_acc']:.2f} % (packed model: {acc_packed:.2f} %)")
-    print(f"DSP convention: FLOPs -{counts['dsp_flops_reduction_pct']:.2f} %, params "
-          f"-{counts['dsp_params_reduction_pct']:.2f} %; whole network: FLOPs -{counts['whole_flops_reduction_pct']:.2f} %, "
-          f"params -{counts['whole_params_reduction_pct']:.2f} %")
-    print(f"packed: {packed_macs(packed):,} MACs executed (dense {counts['whole_dense_macs']:,}); "
-          f"max |packed - masked| {diff:.1e}")
-    print(f"batch 128 on CPU: dense {128 / t_dense:.0f} img/s, dense optimised {128 / t_opt:.0f} img/s, "
-          f"packed {128 / t_ours:.0f} img/s ({t_dense / t_ours:.2f}x dense, {t_opt / t_ours:.2f}x dense optimised; "
-          "a one-epoch group learning leaves little structure to pack: see `make dsp-bench` for the released model)")
+    print(
+        f"DSP convention: FLOPs -{counts['dsp_flops_reduction_pct']:.2f} %, params "
+        f"-{counts['dsp_params_reduction_pct']:.2f} %; "
+        f"whole network: FLOPs -{counts['whole_flops_reduction_pct']:.2f} %, "
+        f"params -{counts['whole_params_reduction_pct']:.2f} %"
+    )
+    print(
+        f"packed: {packed_macs(packed):,} MACs executed (dense {counts['whole_dense_macs']:,}); "
+        f"max |packed - masked| {diff:.1e}"
+    )
+    print(
+        f"batch 128 on CPU: dense {128 / t_dense:.0f} img/s, dense optimised {128 / t_opt:.0f} img/s, "
+        f"packed {128 / t_ours:.0f} img/s ({t_dense / t_ours:.2f}x dense, {t_opt / t_ours:.2f}x dense optimised; "
+        "a one-epoch group learning leaves little structure to pack: see `make dsp-bench` for the released model)"
+    )
     return 0
 
 

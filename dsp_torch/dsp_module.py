@@ -67,8 +67,9 @@ def check_groups(model: nn.Module, n_groups: int) -> None:
     layers = prunable_convs(model)
     smallest = min(conv.out_channels for _, conv in layers)
     if not 1 <= n_groups <= smallest:
-        raise UserError(f"-g/--groups must be between 1 and {smallest} (the fewest filters of a prunable conv), "
-                        f"got {n_groups}")
+        raise UserError(
+            f"-g/--groups must be between 1 and {smallest} (the fewest filters of a prunable conv), got {n_groups}"
+        )
 
 
 @torch.no_grad()
@@ -113,12 +114,24 @@ class GroupWrapper(nn.Module):
     persists (with the hard assignment).
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, criterion, reg: float,
-                 total_steps: int, n_groups: int, temp: float, group_optimizer_lr: float = 1e-3, rank: int = 0,
-                 *, reg_scale: str = "activation", second_order: str = "released",
-                 generator: torch.Generator | None = None,
-                 backward_fn: Callable[[torch.Tensor, torch.Tensor], object] | None = None,
-                 verbose: bool = True):
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        criterion,
+        reg: float,
+        total_steps: int,
+        n_groups: int,
+        temp: float,
+        group_optimizer_lr: float = 1e-3,
+        rank: int = 0,
+        *,
+        reg_scale: str = "activation",
+        second_order: str = "released",
+        generator: torch.Generator | None = None,
+        backward_fn: Callable[[torch.Tensor, torch.Tensor], object] | None = None,
+        verbose: bool = True,
+    ):
         super().__init__()
         if reg < 0:
             raise UserError(f"-r/--regularize must be >= 0, got {reg}")
@@ -141,19 +154,25 @@ class GroupWrapper(nn.Module):
         self.layer_names = [n for n, _ in named]
         self.layers = [m for _, m in named]
         for layer in self.layers:
-            layer.register_parameter("group", nn.Parameter(torch.zeros(n_groups, layer.out_channels,
-                                                                       device=layer.weight.device)))
+            layer.register_parameter(
+                "group", nn.Parameter(torch.zeros(n_groups, layer.out_channels, device=layer.weight.device))
+            )
         self.group_optimizer = torch.optim.Adam([l.group for l in self.layers], lr=group_optimizer_lr, eps=1e-12)
         _probe_layers(model, self.layers)
-        self.scales = [layer_scale(l.dsp_input_numel, l.kernel_size[0], n_groups, l.out_channels, reg_scale)
-                       for l in self.layers]
+        self.scales = [
+            layer_scale(l.dsp_input_numel, l.kernel_size[0], n_groups, l.out_channels, reg_scale) for l in self.layers
+        ]
         self._prob: list[torch.Tensor] = []
         if verbose and rank == 0:
             for i, (name, l) in enumerate(named):
-                print(f"[{i}] {name}: {l.out_channels} filters, {l.in_channels} channels, "
-                      f"{l.kernel_size[0]}x{l.kernel_size[1]} kernels")
-            print(f"groups {n_groups}, lambda {reg}, temperature {temp}, total steps {total_steps}, "
-                  f"scale {reg_scale}, second order {second_order}")
+                print(
+                    f"[{i}] {name}: {l.out_channels} filters, {l.in_channels} channels, "
+                    f"{l.kernel_size[0]}x{l.kernel_size[1]} kernels"
+                )
+            print(
+                f"groups {n_groups}, lambda {reg}, temperature {temp}, total steps {total_steps}, "
+                f"scale {reg_scale}, second order {second_order}"
+            )
 
     # -- the authors' API ------------------------------------------------------------------------
     def initialize(self) -> None:
@@ -249,10 +268,20 @@ def attach_prune_buffers(model: nn.Module, n_groups: int) -> list[nn.Conv2d]:
 class PruneWrapper(nn.Module):
     """Group-channel pruning to a FLOPs target, and mask keeping during fine-tuning (notes 1.5)."""
 
-    def __init__(self, model: nn.Module, n_groups: int, fp_every_nth_conv: int | None = None,
-                 fp_layer_indices=None, rank: int = 0, *, empty_group: str = "prune",
-                 cascade_passes: int = 125, cascade_batch: int = 80, generator: torch.Generator | None = None,
-                 verbose: bool = True):
+    def __init__(
+        self,
+        model: nn.Module,
+        n_groups: int,
+        fp_every_nth_conv: int | None = None,
+        fp_layer_indices=None,
+        rank: int = 0,
+        *,
+        empty_group: str = "prune",
+        cascade_passes: int = 125,
+        cascade_batch: int = 80,
+        generator: torch.Generator | None = None,
+        verbose: bool = True,
+    ):
         super().__init__()
         if empty_group not in ("prune", "keep"):
             raise ValueError(f"empty_group must be 'prune' or 'keep', got {empty_group!r}")
@@ -354,8 +383,9 @@ class PruneWrapper(nn.Module):
         model.zero_grad(set_to_none=True)
         with torch.enable_grad():
             for _ in range(self.cascade_passes):
-                x = torch.randn(self.cascade_batch, 3, PROBE_SIZE, PROBE_SIZE, generator=self.generator,
-                                device="cpu").to(device)
+                x = torch.randn(
+                    self.cascade_batch, 3, PROBE_SIZE, PROBE_SIZE, generator=self.generator, device="cpu"
+                ).to(device)
                 out = model(x)
                 y = torch.randint(0, out.shape[1], (self.cascade_batch,), generator=self.generator).to(device)
                 F.cross_entropy(out, y).backward()
@@ -392,13 +422,17 @@ class PruneWrapper(nn.Module):
                 channels = (remaining > 0).sum(dim=1)
                 filters = (remaining.sum(dim=1) / (channels + 1e-8)).round().long()
                 structure = " ".join(f"({f},{c})" for f, c in zip(filters.tolist(), channels.tolist()))
-                print(f"[{i}] {self.layer_names[i]}: {100 * frac:.2f}% kernels kept; (filters, channels) "
-                      f"per group: {structure}")
+                print(
+                    f"[{i}] {self.layer_names[i]}: {100 * frac:.2f}% kernels kept; (filters, channels) "
+                    f"per group: {structure}"
+                )
         pflops = 100 * (1 - kept_flops / total_flops)
         pparams = 100 * (1 - kept_params / total_params)
         if verbose and self.rank == 0:
-            print(f"beta {self.beta:.6f}: FLOPs {int(kept_flops):,} ({pflops:.2f}% pruned), "
-                  f"params {int(kept_params):,} ({pparams:.2f}% pruned)")
+            print(
+                f"beta {self.beta:.6f}: FLOPs {int(kept_flops):,} ({pflops:.2f}% pruned), "
+                f"params {int(kept_params):,} ({pparams:.2f}% pruned)"
+            )
         return pflops, pparams
 
     def forward(self, x):

@@ -33,8 +33,8 @@ def evaluate_callable(fn, data_dir, dataset: str = "cifar10", batch_size: int = 
     std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
     correct = 0
     for i in range(0, len(test), batch_size):
-        x = torch.from_numpy(test.images[i:i + batch_size]).permute(0, 3, 1, 2).float() / 255
-        y = torch.from_numpy(test.labels[i:i + batch_size])
+        x = torch.from_numpy(test.images[i : i + batch_size]).permute(0, 3, 1, 2).float() / 255
+        y = torch.from_numpy(test.labels[i : i + batch_size])
         correct += int((fn((x - mean) / std).argmax(1) == y).sum())
     return 100.0 * correct / len(test), len(test)
 
@@ -48,14 +48,18 @@ def _is_our_packed(path) -> bool:
 
 @main_guard
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dsp_torch.eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m dsp_torch.eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--ckpt", required=True, help="released TorchScript, packed model or dsp_torch checkpoint")
     p.add_argument("--data-dir", help="folder holding CIFAR-10 (default $PRUNING_DATA_DIR)")
     p.add_argument("--dataset", default="cifar10", choices=["cifar10", "digits"])
     p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--check-script", action="store_true",
-                   help="released models: also run the authors' TorchScript and print its accuracy")
+    p.add_argument(
+        "--check-script",
+        action="store_true",
+        help="released models: also run the authors' TorchScript and print its accuracy",
+    )
     p.add_argument("--records", help="write a run record into this folder")
     args = p.parse_args(argv)
     from dsp_torch.flops import load_any, reductions
@@ -74,10 +78,13 @@ def main(argv=None) -> int:
         acc, n = evaluate_callable(model, args.data_dir, args.dataset, args.batch_size)
         print(f"{args.ckpt} ({what}): top-1 {acc:.2f} % on {n} test images")
         r = reductions(model, arch)
-        metrics = {"top1": acc, "flops_reduction_pct": r["dsp_flops_reduction_pct"],
-                   "params_reduction_pct": r["dsp_params_reduction_pct"],
-                   "whole_flops_reduction_pct": r["whole_flops_reduction_pct"],
-                   "whole_params_reduction_pct": r["whole_params_reduction_pct"]}
+        metrics = {
+            "top1": acc,
+            "flops_reduction_pct": r["dsp_flops_reduction_pct"],
+            "params_reduction_pct": r["dsp_params_reduction_pct"],
+            "whole_flops_reduction_pct": r["whole_flops_reduction_pct"],
+            "whole_params_reduction_pct": r["whole_params_reduction_pct"],
+        }
         if what.startswith("released"):
             from dsp_torch.released import load_released
 
@@ -85,14 +92,23 @@ def main(argv=None) -> int:
             groups = int(what.split("g=")[1].rstrip(")"))
             row, variant = f"cifar10/resnet{arch['depth']}/g{groups}", {"groups": groups, "shortcut": "B"}
             if args.check_script:
-                script_acc, _ = evaluate_callable(load_released(args.ckpt), args.data_dir, args.dataset,
-                                                  args.batch_size)
+                script_acc, _ = evaluate_callable(
+                    load_released(args.ckpt), args.data_dir, args.dataset, args.batch_size
+                )
                 print(f"  the authors' TorchScript on the same images: top-1 {script_acc:.2f} %")
                 metrics["top1_torchscript"] = script_acc
     if args.records:
-        rec = make_record("dsp", row, kind, metrics=metrics, data=test.identity(), variant=variant,
-                          convention="dsp-prunable" if "flops_reduction_pct" in metrics else None,
-                          config={"ckpt": str(args.ckpt), "batch_size": args.batch_size}, frameworks=("torch",))
+        rec = make_record(
+            "dsp",
+            row,
+            kind,
+            metrics=metrics,
+            data=test.identity(),
+            variant=variant,
+            convention="dsp-prunable" if "flops_reduction_pct" in metrics else None,
+            config={"ckpt": str(args.ckpt), "batch_size": args.batch_size},
+            frameworks=("torch",),
+        )
         print(f"run record: {write_record(rec, args.records)}")
     return 0
 

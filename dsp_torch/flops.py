@@ -53,8 +53,19 @@ def model_specs(model: nn.Module, image_size: int = 32) -> list:
             role = "stem" if name == first_conv else ("shortcut" if "downsample" in name else "prunable")
             # Prunable convs count their kept kernel pairs; the others run dense in the packed model.
             pairs = int((m.weight.abs().sum(dim=(2, 3)) > 0).sum()) if role == "prunable" else None
-            specs.append(sflops.Conv(name, m.in_channels, m.out_channels, m.kernel_size, shapes[name],
-                                     groups=m.groups, bias=m.bias is not None, role=role, kernel_pairs=pairs))
+            specs.append(
+                sflops.Conv(
+                    name,
+                    m.in_channels,
+                    m.out_channels,
+                    m.kernel_size,
+                    shapes[name],
+                    groups=m.groups,
+                    bias=m.bias is not None,
+                    role=role,
+                    kernel_pairs=pairs,
+                )
+            )
         elif isinstance(m, nn.BatchNorm2d):
             # BNs after prunable convs keep only their live channels (dead ones have gamma = beta = 0).
             after_prunable = specs and isinstance(specs[-1], sflops.Conv) and specs[-1].role == "prunable"
@@ -80,9 +91,16 @@ def reductions(model: nn.Module, arch: dict) -> dict:
     for conv, tag in (("dsp-prunable", "dsp"), ("conv-fc", "whole")):
         kept, base = sflops.count(specs, conv), sflops.count(dense, conv)
         fl, pa = kept.reduction_pct(base)
-        out.update({f"{tag}_flops_reduction_pct": fl, f"{tag}_params_reduction_pct": pa,
-                    f"{tag}_macs": kept.macs, f"{tag}_params": kept.params,
-                    f"{tag}_dense_macs": base.macs, f"{tag}_dense_params": base.params})
+        out.update(
+            {
+                f"{tag}_flops_reduction_pct": fl,
+                f"{tag}_params_reduction_pct": pa,
+                f"{tag}_macs": kept.macs,
+                f"{tag}_params": kept.params,
+                f"{tag}_dense_macs": base.macs,
+                f"{tag}_dense_params": base.params,
+            }
+        )
     return out
 
 
@@ -101,19 +119,24 @@ def load_any(path: str):
 
 @main_guard
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dsp_torch.flops", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m dsp_torch.flops", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ckpt", required=True, help="released TorchScript model or a dsp_torch checkpoint")
     args = parser.parse_args(argv)
     model, arch, what = load_any(args.ckpt)
     r = reductions(model, arch)
     print(f"{args.ckpt}: {what}, {dense_arch_name(arch)}")
-    print(f"  DSP convention (prunable 3x3 convs, kernel granular): P.FLOPS {r['dsp_flops_reduction_pct']:.2f} %  "
-          f"P.PARAMS {r['dsp_params_reduction_pct']:.2f} %  ({r['dsp_macs']:,} / {r['dsp_dense_macs']:,} MACs, "
-          f"{r['dsp_params']:,} / {r['dsp_dense_params']:,} weights)")
-    print(f"  whole network (conv+FC MACs, all trainable params): FLOPs -{r['whole_flops_reduction_pct']:.2f} %  "
-          f"params -{r['whole_params_reduction_pct']:.2f} %  ({r['whole_macs']:,} / {r['whole_dense_macs']:,} MACs, "
-          f"{r['whole_params']:,} / {r['whole_dense_params']:,} params)")
+    print(
+        f"  DSP convention (prunable 3x3 convs, kernel granular): P.FLOPS {r['dsp_flops_reduction_pct']:.2f} %  "
+        f"P.PARAMS {r['dsp_params_reduction_pct']:.2f} %  ({r['dsp_macs']:,} / {r['dsp_dense_macs']:,} MACs, "
+        f"{r['dsp_params']:,} / {r['dsp_dense_params']:,} weights)"
+    )
+    print(
+        f"  whole network (conv+FC MACs, all trainable params): FLOPs -{r['whole_flops_reduction_pct']:.2f} %  "
+        f"params -{r['whole_params_reduction_pct']:.2f} %  ({r['whole_macs']:,} / {r['whole_dense_macs']:,} MACs, "
+        f"{r['whole_params']:,} / {r['whole_dense_params']:,} params)"
+    )
     return 0
 
 

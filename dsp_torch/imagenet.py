@@ -44,12 +44,16 @@ FP_EVERY_NTH = {"resnet18": 2, "resnet34": 2, "resnet50": 3}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dsp_torch.imagenet", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m dsp_torch.imagenet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
     for name, epochs in (("dsp", 30), ("finetune", 90)):
-        s = sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter,
-                           help="group learning" if name == "dsp" else "pruning and fine-tuning")
+        s = sub.add_parser(
+            name,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            help="group learning" if name == "dsp" else "pruning and fine-tuning",
+        )
         s.add_argument("-a", "--arch", choices=IMAGENET_ARCHS, default="resnet50")
         s.add_argument("--train", required=True, help="training images: class folders or a .lmdb file")
         s.add_argument("--val", required=True, help="validation images: class folders or a .lmdb file")
@@ -82,15 +86,24 @@ def _dense_model(args):
         try:
             model.load_state_dict(obj, strict=True)
         except (RuntimeError, TypeError, AttributeError) as err:
-            raise UserError(f"{args.pretrained} is not a {args.arch} state dict: {str(err).splitlines()[0][:200]}")
+            msg = str(err).splitlines()[0][:200]
+            raise UserError(f"{args.pretrained} is not a {args.arch} state dict: {msg}") from err
     return model
 
 
 def _data(args, runner_ctx, device):
     from dsp_torch.data import imagenet_loaders
 
-    return imagenet_loaders(args.train, args.val, args.batch_size, device, runner_ctx, workers=args.workers,
-                            image_size=args.image_size, seed=args.seed)
+    return imagenet_loaders(
+        args.train,
+        args.val,
+        args.batch_size,
+        device,
+        runner_ctx,
+        workers=args.workers,
+        image_size=args.image_size,
+        seed=args.seed,
+    )
 
 
 def run(args) -> int:
@@ -125,8 +138,14 @@ def run(args) -> int:
             src = args.ckpt or str(runner.save_dir / f"{args.arch}_G{args.device}g{args.groups}.pkl")
             model, ckpt = load_group_learned(src, args.groups, arch_name=args.arch)
             p = round(args.prune, 2)
-            fit_finetune(runner, model, ckpt["arch"], {**config, "source": src}, variant,
-                         row=f"imagenet/{args.arch}/g{args.groups}/p{p:.2f}")
+            fit_finetune(
+                runner,
+                model,
+                ckpt["arch"],
+                {**config, "source": src},
+                variant,
+                row=f"imagenet/{args.arch}/g{args.groups}/p{p:.2f}",
+            )
         return 0
     finally:
         runner.close()
@@ -140,8 +159,15 @@ def evaluate(args) -> int:
 
     ckpt = load_checkpoint(args.ckpt)
     model = model_from_checkpoint(ckpt, args.ckpt).eval()
-    data = imagenet_loaders(args.val, args.val, args.batch_size, torch.device("cpu"), DistContext(),
-                            workers=args.workers, image_size=args.image_size)
+    data = imagenet_loaders(
+        args.val,
+        args.val,
+        args.batch_size,
+        torch.device("cpu"),
+        DistContext(),
+        workers=args.workers,
+        image_size=args.image_size,
+    )
     correct = total = 0
     with torch.inference_mode():
         for x, y in data.test:

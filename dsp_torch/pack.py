@@ -43,8 +43,14 @@ from dsp_torch.models.cifar_resnet import CifarResNet, ResNetBasicblock
 class PackedBlock(nn.Module):
     """relu(shortcut(x) + body(x)), the body reading channels U of x and writing channels Q."""
 
-    def __init__(self, body: nn.Module, shortcut: nn.Module | None, in_index: torch.Tensor | None,
-                 out_index: torch.Tensor | None, has_body: bool):
+    def __init__(
+        self,
+        body: nn.Module,
+        shortcut: nn.Module | None,
+        in_index: torch.Tensor | None,
+        out_index: torch.Tensor | None,
+        has_body: bool,
+    ):
         super().__init__()
         self.body = body
         self.shortcut = shortcut if shortcut is not None else nn.Identity()
@@ -128,7 +134,9 @@ def _block_convs(block: nn.Module) -> tuple[list[ConvBN], ConvBN | None]:
     if isinstance(block, ResNetBasicblock):
         pairs = [(block.conv_a, block.bn_a), (block.conv_b, block.bn_b)]
     else:  # torchvision BasicBlock / Bottleneck
-        pairs = [(getattr(block, f"conv{i}"), getattr(block, f"bn{i}")) for i in (1, 2, 3) if hasattr(block, f"conv{i}")]
+        pairs = [
+            (getattr(block, f"conv{i}"), getattr(block, f"bn{i}")) for i in (1, 2, 3) if hasattr(block, f"conv{i}")
+        ]
     shortcut = None
     if block.downsample is not None:
         shortcut = fold_bn(block.downsample[0], block.downsample[1])
@@ -187,8 +195,11 @@ def _packed_conv(conv: ConvBN, rows: list[int | None], cols: list[int | None]) -
 def build_block(plan: BlockPlan, align: int, gather_below: float, full_above: float) -> PackedBlock:
     """The packed block for a plan. gather_below / full_above: fractions of the block's input / output
     width under / over which the input gather / the output plain add is used."""
-    shortcut = None if plan.shortcut is None else _conv(plan.shortcut.weight, plan.shortcut.bias,
-                                                        plan.shortcut.stride, plan.shortcut.padding)
+    shortcut = (
+        None
+        if plan.shortcut is None
+        else _conv(plan.shortcut.weight, plan.shortcut.bias, plan.shortcut.stride, plan.shortcut.padding)
+    )
     if not plan.out_index:  # the branch writes nothing: out = relu(shortcut(x))
         return PackedBlock(nn.Identity(), shortcut, None, None, has_body=False)
     # Inputs. A chain that reads no input at all still runs (its outputs are its biases): it reads
@@ -255,8 +266,9 @@ def pack(model: nn.Module, options: PackOptions | None = None) -> PackedNet:
         fc = model.classifier
     else:
         first = fold_bn(model.conv1, model.bn1)
-        stem = nn.Sequential(_conv(first.weight, first.bias, first.stride, first.padding), nn.ReLU(inplace=True),
-                             model.maxpool)
+        stem = nn.Sequential(
+            _conv(first.weight, first.bias, first.stride, first.padding), nn.ReLU(inplace=True), model.maxpool
+        )
         fc = model.fc
     blocks = [build_block(p, opts.align, opts.gather_below, opts.full_above) for p in plan_model(model)]
     head = nn.Linear(fc.in_features, fc.out_features)

@@ -27,8 +27,9 @@ META_NAME = "dsp_torch_packed.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dsp_torch.pack_model", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m dsp_torch.pack_model", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--ckpt", required=True, help="pruned checkpoint or released TorchScript model")
     p.add_argument("--save", required=True, help="where to write the packed TorchScript model")
     p.add_argument("-l", "--layers", type=int, help="expected ResNet depth (checked against the checkpoint)")
@@ -51,9 +52,15 @@ def pack_checkpoint(ckpt: str, options: PackOptions, depth: int | None = None):
     net = pack(model, options)
     size = 32 if arch["family"] == "cifar" else 224
     counts = reductions(model, arch)
-    meta = {"format": "dsp_torch packed", "version": 1, "arch": arch, "source": str(ckpt),
-            "options": vars(options), "packed_macs": packed_macs(net, size),
-            **{k: v for k, v in counts.items() if k.endswith("_pct") or k.endswith("_macs") or k.endswith("_params")}}
+    meta = {
+        "format": "dsp_torch packed",
+        "version": 1,
+        "arch": arch,
+        "source": str(ckpt),
+        "options": vars(options),
+        "packed_macs": packed_macs(net, size),
+        **{k: v for k, v in counts.items() if k.endswith("_pct") or k.endswith("_macs") or k.endswith("_params")},
+    }
     return model, arch, to_torchscript(net), meta
 
 
@@ -71,9 +78,11 @@ def main(argv=None) -> int:
     with torch.inference_mode():
         diff = (script(x) - model(x)).abs().max().item()
     meta["max_abs_diff_vs_masked"] = diff
-    print(f"packed {args.ckpt}: DSP-convention FLOPs -{meta['dsp_flops_reduction_pct']:.2f} %, params "
-          f"-{meta['dsp_params_reduction_pct']:.2f} %; packed network {meta['packed_macs']:,} MACs "
-          f"(dense {meta['whole_dense_macs']:,}); max |packed - masked| = {diff:.2e}")
+    print(
+        f"packed {args.ckpt}: DSP-convention FLOPs -{meta['dsp_flops_reduction_pct']:.2f} %, params "
+        f"-{meta['dsp_params_reduction_pct']:.2f} %; packed network {meta['packed_macs']:,} MACs "
+        f"(dense {meta['whole_dense_macs']:,}); max |packed - masked| = {diff:.2e}"
+    )
     if diff > 1e-3:
         raise UserError(f"packed model differs from the masked model by {diff:.2e}; not saved")
     if args.data_dir:

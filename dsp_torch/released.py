@@ -73,8 +73,10 @@ def convert_released(path) -> Converted:
     try:
         return _convert(script, Path(path))
     except (AttributeError, RuntimeError, KeyError, IndexError, ValueError) as err:
-        raise UserError(f"{path} is not a packed DSP CIFAR ResNet (as the authors' pack_model.py writes): "
-                        f"{str(err).splitlines()[0][:200]}") from err
+        raise UserError(
+            f"{path} is not a packed DSP CIFAR ResNet (as the authors' pack_model.py writes): "
+            f"{str(err).splitlines()[0][:200]}"
+        ) from err
 
 
 def _convert(script, path: Path) -> Converted:
@@ -120,13 +122,14 @@ def _convert_block(packed, block, width: int) -> list[torch.Tensor]:
     for j, (inputs, seq) in enumerate(zip(_constants(packed.sampler_a), _children(packed.layers_a))):
         conv, bn = _children(seq)[:2]
         rows = list(range(pos, pos + conv.weight.shape[0]))
-        block.conv_a.weight[rows[0]:rows[-1] + 1, inputs] = conv.weight
+        block.conv_a.weight[rows[0] : rows[-1] + 1, inputs] = conv.weight
         _copy_bn(block.bn_a, rows, bn)
         branch_a[rows] = j
         pos += len(rows)
     # conv_b: branch j reads concatenated conv_a outputs and adds into its original output channels.
-    for j, (inputs, outputs, seq) in enumerate(zip(_constants(packed.sampler_b), _constants(packed.residual),
-                                                   _children(packed.layers_b))):
+    for j, (inputs, outputs, seq) in enumerate(
+        zip(_constants(packed.sampler_b), _constants(packed.residual), _children(packed.layers_b))
+    ):
         conv, bn = _children(seq)[:2]
         for r, out in enumerate(outputs):
             block.conv_b.weight[out, inputs] = conv.weight[r]

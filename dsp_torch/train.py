@@ -53,23 +53,46 @@ from shared.torch_train import (
 
 
 def add_common_args(p: argparse.ArgumentParser, *, epochs: int, lr: float, wd: float, batch_size: int = 128):
-    p.add_argument("--save_dir", "--save-dir", dest="save_dir", default="./cifarmodel/",
-                   help="folder for checkpoints and logs (the authors' default ./cifarmodel/)")
-    p.add_argument("-d", "--device", default="0",
-                   help="the authors' GPU id; it is part of the group-learned / pruned file names (default 0)")
-    p.add_argument("-j", "--workers", type=int, default=4,
-                   help="accepted for compatibility; CIFAR batches are built on the device, no workers")
+    p.add_argument(
+        "--save_dir",
+        "--save-dir",
+        dest="save_dir",
+        default="./cifarmodel/",
+        help="folder for checkpoints and logs (the authors' default ./cifarmodel/)",
+    )
+    p.add_argument(
+        "-d",
+        "--device",
+        default="0",
+        help="the authors' GPU id; it is part of the group-learned / pruned file names (default 0)",
+    )
+    p.add_argument(
+        "-j",
+        "--workers",
+        type=int,
+        default=4,
+        help="accepted for compatibility; CIFAR batches are built on the device, no workers",
+    )
     p.add_argument("--epochs", type=int, default=epochs, help=f"number of epochs (default {epochs})")
-    p.add_argument("-b", "--batch-size", type=int, default=batch_size,
-                   help=f"global mini-batch size over all processes and micro-batches (default {batch_size})")
+    p.add_argument(
+        "-b",
+        "--batch-size",
+        type=int,
+        default=batch_size,
+        help=f"global mini-batch size over all processes and micro-batches (default {batch_size})",
+    )
     p.add_argument("--lr", "--learning-rate", type=float, default=lr, help=f"initial learning rate (default {lr})")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
     p.add_argument("--wd", "--weight-decay", dest="wd", type=float, default=wd, help=f"weight decay (default {wd})")
     g = p.add_argument_group("additions (not in the original scripts)")
-    g.add_argument("--data-dir", help="folder holding CIFAR-10 (cifar-10-batches-py/ or its parent); "
-                   "default $PRUNING_DATA_DIR; without either the embedded digits set is used")
-    g.add_argument("--dataset", choices=["cifar10", "digits"], help="default: cifar10 when a data folder is "
-                   "known, else digits")
+    g.add_argument(
+        "--data-dir",
+        help="folder holding CIFAR-10 (cifar-10-batches-py/ or its parent); "
+        "default $PRUNING_DATA_DIR; without either the embedded digits set is used",
+    )
+    g.add_argument(
+        "--dataset", choices=["cifar10", "digits"], help="default: cifar10 when a data folder is known, else digits"
+    )
     g.add_argument("--device-type", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation")
     g.add_argument("--accum-steps", type=int, default=1, help="micro-batches per step (gradient accumulation)")
@@ -130,11 +153,20 @@ class StageRunner:
         self.config_path = self.out_path.with_name(self.out_path.name + ".config.json")
         dataset = getattr(args, "dataset", None) or demo_dataset(args.data_dir)
         if args.batch_size % (self.ctx.world_size * args.accum_steps):
-            raise UserError(f"--batch-size {args.batch_size} must be divisible by processes x --accum-steps "
-                            f"({self.ctx.world_size} x {args.accum_steps})")
+            raise UserError(
+                f"--batch-size {args.batch_size} must be divisible by processes x --accum-steps "
+                f"({self.ctx.world_size} x {args.accum_steps})"
+            )
         if data is None:  # CIFAR-10 / digits, held on the device
-            data = cifar_loaders(dataset, args.data_dir, args.batch_size, self.device, self.ctx, seed=args.seed,
-                                 train_limit=args.train_limit)
+            data = cifar_loaders(
+                dataset,
+                args.data_dir,
+                args.batch_size,
+                self.device,
+                self.ctx,
+                seed=args.seed,
+                train_limit=args.train_limit,
+            )
         self.data = data
         self.criterion = nn.CrossEntropyLoss()
         self.started = time.time()
@@ -147,13 +179,17 @@ class StageRunner:
         if self.state_path.is_file():
             state = load_weights(self.state_path, "resume state")
             if state.get("finished"):
-                self.log(f"{self.out_path} is already finished (best test accuracy {state.get('best_acc'):.2f}); "
-                         "pass --overwrite to train again")
+                self.log(
+                    f"{self.out_path} is already finished (best test accuracy {state.get('best_acc'):.2f}); "
+                    "pass --overwrite to train again"
+                )
                 return True
             return False
         if self.out_path.exists():
-            raise UserError(f"{self.out_path} exists but no unfinished run of this stage wrote it; "
-                            "pass --overwrite to replace it or choose another --save_dir")
+            raise UserError(
+                f"{self.out_path} exists but no unfinished run of this stage wrote it; "
+                "pass --overwrite to replace it or choose another --save_dir"
+            )
         return False
 
     def load_resume_state(self) -> dict | None:
@@ -207,8 +243,9 @@ class StageRunner:
         return 100.0 * correct / total, loss_sum / total
 
     def backward(self, train_model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-        return accumulate_backward(train_model, self.criterion, x, y, self.args.accum_steps, self.device,
-                                   self.args.precision)
+        return accumulate_backward(
+            train_model, self.criterion, x, y, self.args.accum_steps, self.device, self.args.precision
+        )
 
     # -- the epoch loop ----------------------------------------------------------------------------
     def train_epoch(self, epoch: int, train_model: nn.Module, optimizer, hooks: StepHooks, desc: str) -> float:
@@ -224,8 +261,9 @@ class StageRunner:
             optimizer.step()
             hooks.after_step(x, y)
             losses.append(loss)
-            bar.set_postfix_str(f"LR:{optimizer.param_groups[0]['lr']:.4f}|LOSS:{loss:.2f}{hooks.describe()}",
-                                refresh=False)
+            bar.set_postfix_str(
+                f"LR:{optimizer.param_groups[0]['lr']:.4f}|LOSS:{loss:.2f}{hooks.describe()}", refresh=False
+            )
             bar.update()
         bar.close()
         mean = sum(losses) / max(len(losses), 1)
@@ -233,13 +271,32 @@ class StageRunner:
 
     def end_epoch(self, epoch: int, train_loss: float, model: nn.Module, optimizer, extra=None) -> EpochResult:
         acc, test_loss = self.evaluate(model)
-        res = EpochResult(epoch, train_loss, acc, test_loss, optimizer.param_groups[0]["lr"],
-                          time.time() - self.started, dict(extra or {}))
-        self._append_metrics({"stage": self.stage, "epoch": epoch, "train_loss": train_loss, "test_acc": acc,
-                              "test_loss": test_loss, "lr": res.lr, "seconds": res.seconds, **res.extra})
+        res = EpochResult(
+            epoch,
+            train_loss,
+            acc,
+            test_loss,
+            optimizer.param_groups[0]["lr"],
+            time.time() - self.started,
+            dict(extra or {}),
+        )
+        self._append_metrics(
+            {
+                "stage": self.stage,
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "test_acc": acc,
+                "test_loss": test_loss,
+                "lr": res.lr,
+                "seconds": res.seconds,
+                **res.extra,
+            }
+        )
         extras = "".join(f" {k} {v:.2f}" if isinstance(v, float) else f" {k} {v}" for k, v in res.extra.items())
-        self.log(f"[{self.stage}] epoch {epoch + 1}/{self.args.epochs}: loss {train_loss:.3f}, test acc {acc:.2f}%, "
-                 f"lr {res.lr:.4f}{extras}")
+        self.log(
+            f"[{self.stage}] epoch {epoch + 1}/{self.args.epochs}: loss {train_loss:.3f}, test acc {acc:.2f}%, "
+            f"lr {res.lr:.4f}{extras}"
+        )
         return res
 
     def interrupted(self, epoch: int) -> bool:
@@ -253,11 +310,25 @@ class StageRunner:
         kind = "reproduction" if self.data.full_size and not self.args.train_limit else "smoke"
         variant = {**self.variant, "stage": self.stage}
         record = make_record(
-            "dsp", row, kind, metrics=metrics, data=self.data.identity, variant=variant, convention=convention,
-            seed=self.args.seed, config=config, timings={"train_seconds": time.time() - self.started},
-            frameworks=("torch",), device=str(self.device), run_dir=str(self.save_dir),
-            env_extra={"world_size": self.ctx.world_size, "accum_steps": self.args.accum_steps,
-                       "precision": self.args.precision})
+            "dsp",
+            row,
+            kind,
+            metrics=metrics,
+            data=self.data.identity,
+            variant=variant,
+            convention=convention,
+            seed=self.args.seed,
+            config=config,
+            timings={"train_seconds": time.time() - self.started},
+            frameworks=("torch",),
+            device=str(self.device),
+            run_dir=str(self.save_dir),
+            env_extra={
+                "world_size": self.ctx.world_size,
+                "accum_steps": self.args.accum_steps,
+                "precision": self.args.precision,
+            },
+        )
         folder = Path(self.args.records) if self.args.records else self.save_dir / "records"
         path = write_record(record, folder)
         self.log(f"run record: {path}")
@@ -321,12 +392,20 @@ def fit_pretrain(runner: StageRunner, model: nn.Module, arch: dict, config: dict
         if res.test_acc > best_acc:
             best_acc = res.test_acc
             if runner.ctx.is_main:
-                save_checkpoint(runner.out_path, stage="pretrained", model=model, arch=arch, best_acc=best_acc,
-                                config=config)
+                save_checkpoint(
+                    runner.out_path, stage="pretrained", model=model, arch=arch, best_acc=best_acc, config=config
+                )
         finished = epoch + 1 == args.epochs
-        runner.save_state({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best_acc": best_acc,
-                           "finished": finished})
+        runner.save_state(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch + 1,
+                "best_acc": best_acc,
+                "finished": finished,
+            }
+        )
         if _stop_or_continue(runner, epoch, finished):
             return None
     runner.write_record(row=None, metrics={"top1": best_acc}, config=config, convention=None)
@@ -334,8 +413,7 @@ def fit_pretrain(runner: StageRunner, model: nn.Module, arch: dict, config: dict
     return best_acc
 
 
-def fit_group_learning(runner: StageRunner, model: nn.Module, arch: dict, config: dict, variant: dict
-                       ) -> float | None:
+def fit_group_learning(runner: StageRunner, model: nn.Module, arch: dict, config: dict, variant: dict) -> float | None:
     """Differentiable group learning (research notes 2.3): SGD + cosine over the run, GroupWrapper steps;
     keep the best test-accuracy epoch from --save-from-epoch on."""
     from dsp_torch.checkpoints import save_checkpoint
@@ -347,11 +425,22 @@ def fit_group_learning(runner: StageRunner, model: nn.Module, arch: dict, config
     scheduler = cosine(optimizer, args.epochs)
     total_steps = len(runner.data.train) * args.epochs
     gumbel = torch.Generator(device=runner.device).manual_seed(args.seed + 7)  # same draws on every rank
-    group_trainer = GroupWrapper(model, optimizer, runner.criterion, args.regularize, total_steps, args.groups,
-                                 args.temperature, args.group_lr, runner.ctx.rank, reg_scale=args.reg_scale,
-                                 second_order=args.second_order, generator=gumbel,
-                                 backward_fn=lambda x, y: runner.backward(train_model, x, y),
-                                 verbose=runner.ctx.is_main)
+    group_trainer = GroupWrapper(
+        model,
+        optimizer,
+        runner.criterion,
+        args.regularize,
+        total_steps,
+        args.groups,
+        args.temperature,
+        args.group_lr,
+        runner.ctx.rank,
+        reg_scale=args.reg_scale,
+        second_order=args.second_order,
+        generator=gumbel,
+        backward_fn=lambda x, y: runner.backward(train_model, x, y),
+        verbose=runner.ctx.is_main,
+    )
     config = {**config, "total_steps": total_steps}
     runner.write_config(config)
     state, start, best_acc = _resume_common(runner, model, optimizer, scheduler)
@@ -360,8 +449,11 @@ def fit_group_learning(runner: StageRunner, model: nn.Module, arch: dict, config
         group_trainer.steps = state["steps"]
         gumbel.set_state(state["gumbel"])
     save_from = min(args.save_from_epoch, args.epochs - 1)
-    hooks = StepHooks(group_trainer.initialize, group_trainer.after_step,
-                      lambda: f"|ACC:{best_acc:.2f}|STD:{group_trainer.stats():.3f}")
+    hooks = StepHooks(
+        group_trainer.initialize,
+        group_trainer.after_step,
+        lambda: f"|ACC:{best_acc:.2f}|STD:{group_trainer.stats():.3f}",
+    )
     for epoch in range(start, args.epochs):
         loss = runner.train_epoch(epoch, train_model, optimizer, hooks, f"[{runner.stage} g{args.groups}]")
         res = runner.end_epoch(epoch, loss, model, optimizer, {"group_std": group_trainer.stats()})
@@ -369,14 +461,30 @@ def fit_group_learning(runner: StageRunner, model: nn.Module, arch: dict, config
         if epoch >= save_from and res.test_acc > best_acc:
             best_acc = res.test_acc
             if runner.ctx.is_main:
-                save_checkpoint(runner.out_path, stage="group-learned", model=model, arch=arch, groups=args.groups,
-                                best_acc=best_acc, variant=variant, config=config)
+                save_checkpoint(
+                    runner.out_path,
+                    stage="group-learned",
+                    model=model,
+                    arch=arch,
+                    groups=args.groups,
+                    best_acc=best_acc,
+                    variant=variant,
+                    config=config,
+                )
         finished = epoch + 1 == args.epochs
-        runner.save_state({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "scheduler": scheduler.state_dict(),
-                           "group_optimizer": group_trainer.group_optimizer.state_dict(),
-                           "steps": group_trainer.steps, "gumbel": gumbel.get_state(), "epoch": epoch + 1,
-                           "best_acc": best_acc, "finished": finished})
+        runner.save_state(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "group_optimizer": group_trainer.group_optimizer.state_dict(),
+                "steps": group_trainer.steps,
+                "gumbel": gumbel.get_state(),
+                "epoch": epoch + 1,
+                "best_acc": best_acc,
+                "finished": finished,
+            }
+        )
         if _stop_or_continue(runner, epoch, finished):
             return None
     runner.write_record(row=None, metrics={"top1": best_acc}, config=config, convention=None)
@@ -384,8 +492,9 @@ def fit_group_learning(runner: StageRunner, model: nn.Module, arch: dict, config
     return best_acc
 
 
-def fit_finetune(runner: StageRunner, model: nn.Module, arch: dict, config: dict, variant: dict,
-                 row: str | None) -> dict | None:
+def fit_finetune(
+    runner: StageRunner, model: nn.Module, arch: dict, config: dict, variant: dict, row: str | None
+) -> dict | None:
     """Pruning to the FLOPs target and cyclic fine-tuning (research notes 1.6). `model` carries the
     group-learned logits in its `group` buffers. Returns the run's metrics (None if interrupted)."""
     from dsp_torch.checkpoints import save_checkpoint
@@ -396,9 +505,16 @@ def fit_finetune(runner: StageRunner, model: nn.Module, arch: dict, config: dict
     args = runner.args
     model = model.to(runner.device)
     cascade_gen = torch.Generator().manual_seed(args.seed + 11)
-    pruner = PruneWrapper(model, args.groups, args.fp_every_nth_conv, rank=runner.ctx.rank,
-                          empty_group=args.empty_group, cascade_passes=args.cascade_passes, generator=cascade_gen,
-                          verbose=runner.ctx.is_main)
+    pruner = PruneWrapper(
+        model,
+        args.groups,
+        args.fp_every_nth_conv,
+        rank=runner.ctx.rank,
+        empty_group=args.empty_group,
+        cascade_passes=args.cascade_passes,
+        generator=cascade_gen,
+        verbose=runner.ctx.is_main,
+    )
     model, train_model = runner.prepare(model)
     per_cycle = epochs_per_cycle(args.epochs, args.cycles)
     config = {**config, "epochs_per_cycle": per_cycle}
@@ -427,40 +543,73 @@ def fit_finetune(runner: StageRunner, model: nn.Module, arch: dict, config: dict
         scheduler.load_state_dict(state["scheduler"])
         flops, params, best, start = state["flops"], state["params"], state["best"], state["epoch"]
         cascade_gen.set_state(state["cascade_gen"])
-    hooks = StepHooks(after_step=lambda x, y: pruner.after_step(),
-                      describe=lambda: f"|ACC:{best['acc']:.2f}|PR_F:{best['flops']:.2f}|PR_P:{best['params']:.2f}")
+    hooks = StepHooks(
+        after_step=lambda x, y: pruner.after_step(),
+        describe=lambda: f"|ACC:{best['acc']:.2f}|PR_F:{best['flops']:.2f}|PR_P:{best['params']:.2f}",
+    )
     for epoch in range(start, args.epochs):
         loss = runner.train_epoch(epoch, train_model, optimizer, hooks, f"[{runner.stage} p{args.prune}]")
         res = runner.end_epoch(epoch, loss, model, optimizer, {"pflops": flops, "pparams": params})
         scheduler.step()
         if best["acc"] <= res.test_acc:  # ties accepted, as released
-            best = {"acc": res.test_acc, "flops": flops, "params": params,
-                    "state_dict": copy.deepcopy(model.state_dict())}
+            best = {
+                "acc": res.test_acc,
+                "flops": flops,
+                "params": params,
+                "state_dict": copy.deepcopy(model.state_dict()),
+            }
             if runner.ctx.is_main:
-                save_checkpoint(runner.out_path, stage="pruned", model=model, arch=arch, groups=args.groups,
-                                best_acc=best["acc"], pflops=flops, pparams=params, variant=variant, config=config)
+                save_checkpoint(
+                    runner.out_path,
+                    stage="pruned",
+                    model=model,
+                    arch=arch,
+                    groups=args.groups,
+                    best_acc=best["acc"],
+                    pflops=flops,
+                    pparams=params,
+                    variant=variant,
+                    config=config,
+                )
         # End of a cycle (not the last): reload the best and prune 0.1 points more FLOPs than it had.
         if epoch < args.epochs - 1 and (epoch + 1) % per_cycle == 0:
             model.load_state_dict(best["state_dict"])
             flops, params = prune_to(best["flops"] / 100 + 0.001)
             optimizer, scheduler = new_optimizer()
         finished = epoch + 1 == args.epochs
-        runner.save_state({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "scheduler": scheduler.state_dict(), "beta": pruner.beta, "flops": flops,
-                           "params": params, "best": best, "epoch": epoch + 1, "best_acc": best["acc"],
-                           "cascade_gen": cascade_gen.get_state(), "finished": finished})
+        runner.save_state(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "beta": pruner.beta,
+                "flops": flops,
+                "params": params,
+                "best": best,
+                "epoch": epoch + 1,
+                "best_acc": best["acc"],
+                "cascade_gen": cascade_gen.get_state(),
+                "finished": finished,
+            }
+        )
         if _stop_or_continue(runner, epoch, finished):
             return None
     model.load_state_dict(best["state_dict"])
     counts = reductions(model, arch)
-    metrics = {"top1": best["acc"], "flops_reduction_pct": counts["dsp_flops_reduction_pct"],
-               "params_reduction_pct": counts["dsp_params_reduction_pct"],
-               "whole_flops_reduction_pct": counts["whole_flops_reduction_pct"],
-               "whole_params_reduction_pct": counts["whole_params_reduction_pct"],
-               "macs": counts["whole_macs"], "params": counts["whole_params"]}
+    metrics = {
+        "top1": best["acc"],
+        "flops_reduction_pct": counts["dsp_flops_reduction_pct"],
+        "params_reduction_pct": counts["dsp_params_reduction_pct"],
+        "whole_flops_reduction_pct": counts["whole_flops_reduction_pct"],
+        "whole_params_reduction_pct": counts["whole_params_reduction_pct"],
+        "macs": counts["whole_macs"],
+        "params": counts["whole_params"],
+    }
     runner.write_record(row=row, metrics=metrics, config=config, convention="dsp-prunable")
-    runner.log(f"best test accuracy {best['acc']:.2f}% at {best['flops']:.2f}% FLOPs / {best['params']:.2f}% "
-               f"params pruned (DSP convention) -> {runner.out_path}")
+    runner.log(
+        f"best test accuracy {best['acc']:.2f}% at {best['flops']:.2f}% FLOPs / {best['params']:.2f}% "
+        f"params pruned (DSP convention) -> {runner.out_path}"
+    )
     return metrics
 
 
@@ -468,18 +617,37 @@ def add_dsp_args(p: argparse.ArgumentParser) -> None:
     """Group-learning flags (the authors' -g -r -t) and the variants."""
     p.add_argument("-g", "--groups", type=int, default=4, help="number of groups per conv (default 4)")
     p.add_argument("-r", "--regularize", type=float, default=2e-3, help="regularisation power lambda (default 2e-3)")
-    p.add_argument("-t", "--temparature", "--temperature", dest="temperature", type=float, default=0.5,
-                   help="Gumbel-softmax temperature (default 0.5; the authors spell the flag --temparature)")
+    p.add_argument(
+        "-t",
+        "--temparature",
+        "--temperature",
+        dest="temperature",
+        type=float,
+        default=0.5,
+        help="Gumbel-softmax temperature (default 0.5; the authors spell the flag --temparature)",
+    )
     g = p.add_argument_group("DSP variants (defaults: the released code)")
-    g.add_argument("--reg-scale", choices=["activation", "kernel"], default="activation",
-                   help="per-layer penalty scale: 'activation' = sqrt(C_in H W / 16384) k (G/N)^1.5 (released, "
-                   "made the checkpoints); 'kernel' = k (G/N)^1.5 (first release, likely the paper's)")
-    g.add_argument("--second-order", choices=["released", "exact", "none"], default="released",
-                   help="mixed second-order term of the unrolled step: the released per-filter form, the exact "
-                   "double-backward one, or none")
+    g.add_argument(
+        "--reg-scale",
+        choices=["activation", "kernel"],
+        default="activation",
+        help="per-layer penalty scale: 'activation' = sqrt(C_in H W / 16384) k (G/N)^1.5 (released, "
+        "made the checkpoints); 'kernel' = k (G/N)^1.5 (first release, likely the paper's)",
+    )
+    g.add_argument(
+        "--second-order",
+        choices=["released", "exact", "none"],
+        default="released",
+        help="mixed second-order term of the unrolled step: the released per-filter form, the exact "
+        "double-backward one, or none",
+    )
     g.add_argument("--group-lr", type=float, default=1e-3, help="Adam learning rate of the group logits")
-    g.add_argument("--save-from-epoch", type=int, default=9,
-                   help="keep the best epoch from this index on (authors: 9; shorter runs use their last epoch)")
+    g.add_argument(
+        "--save-from-epoch",
+        type=int,
+        default=9,
+        help="keep the best epoch from this index on (authors: 9; shorter runs use their last epoch)",
+    )
 
 
 def add_finetune_args(p: argparse.ArgumentParser, fp_every_nth_conv: int = 2) -> None:
@@ -488,23 +656,47 @@ def add_finetune_args(p: argparse.ArgumentParser, fp_every_nth_conv: int = 2) ->
     p.add_argument("-g", "--groups", type=int, default=4, help="number of groups, as in group learning (default 4)")
     p.add_argument("-p", "--prune", type=float, default=0.5, help="target fraction of pruned FLOPs, in (0, 1)")
     g = p.add_argument_group("DSP variants and costs")
-    g.add_argument("--fp-every-nth-conv", type=int, default=fp_every_nth_conv,
-                   help=f"filter-prune every n-th prunable conv (default {fp_every_nth_conv}; -1: none)")
-    g.add_argument("--empty-group", choices=["prune", "keep"], default="prune",
-                   help="a group with no channel under beta: 'prune' every channel (released quirk) or keep all")
-    g.add_argument("--cascade-passes", type=int, default=125,
-                   help="random forward/backward passes of the dead-unit cascade (released: 125 of 80 images)")
+    g.add_argument(
+        "--fp-every-nth-conv",
+        type=int,
+        default=fp_every_nth_conv,
+        help=f"filter-prune every n-th prunable conv (default {fp_every_nth_conv}; -1: none)",
+    )
+    g.add_argument(
+        "--empty-group",
+        choices=["prune", "keep"],
+        default="prune",
+        help="a group with no channel under beta: 'prune' every channel (released quirk) or keep all",
+    )
+    g.add_argument(
+        "--cascade-passes",
+        type=int,
+        default=125,
+        help="random forward/backward passes of the dead-unit cascade (released: 125 of 80 images)",
+    )
     g.add_argument("--bisection-steps", type=int, default=10, help="beta bisection steps (released: 10)")
 
 
 def dsp_variant(args, **extra) -> dict:
-    return {"groups": args.groups, "reg_scale": args.reg_scale, "second_order": args.second_order,
-            "lambda": args.regularize, "temperature": args.temperature, **extra}
+    return {
+        "groups": args.groups,
+        "reg_scale": args.reg_scale,
+        "second_order": args.second_order,
+        "lambda": args.regularize,
+        "temperature": args.temperature,
+        **extra,
+    }
 
 
 def finetune_variant(args, **extra) -> dict:
-    return {"groups": args.groups, "pruning_rate": args.prune, "fp_every_nth_conv": args.fp_every_nth_conv,
-            "empty_group": args.empty_group, "cascade_passes": args.cascade_passes, **extra}
+    return {
+        "groups": args.groups,
+        "pruning_rate": args.prune,
+        "fp_every_nth_conv": args.fp_every_nth_conv,
+        "empty_group": args.empty_group,
+        "cascade_passes": args.cascade_passes,
+        **extra,
+    }
 
 
 def validate_dsp(args) -> None:

@@ -31,7 +31,10 @@ for pkg in ekg_tf2 dsp_torch dcp_tf ista_tf bip_torch; do
 done
 
 echo
-echo "== results check (committed records + this demo's smoke records) =="
+echo "== this demo's run records (smoke runs: tiny data, never compared with the papers) =="
+"$PY" -m shared.results records --no-default-records --records "$RECORDS"
+echo
+echo "== results check (committed records; the demo's smoke records are listed above) =="
 "$PY" -m shared.results check --records "$RECORDS" --only-run
 "$PY" -m shared.results tables --records "$RECORDS" --out "$OUT"
 echo "demo finished in $((SECONDS - start)) s; outputs under $OUT (tables: $OUT/TABLES.md)"

@@ -58,8 +58,12 @@ def cifar_resnet(depth: int, shortcut: str = "B", num_classes: int = 10) -> list
 # ImageNet ResNet, torchvision v1.5 (stride in the 3x3 conv of the bottleneck), 224x224 input
 # ----------------------------------------------------------------------------------------------------
 
-_IMAGENET_BLOCKS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
-                    50: ("bottleneck", (3, 4, 6, 3)), 101: ("bottleneck", (3, 4, 23, 3))}
+_IMAGENET_BLOCKS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+}
 
 
 def imagenet_resnet(depth: int, num_classes: int = 1000, image_size: int = 224) -> list[LayerSpec]:
@@ -83,7 +87,10 @@ def imagenet_resnet(depth: int, num_classes: int = 1000, image_size: int = 224) 
             else:
                 convs = [(c_in, width, 1, hw), (width, width, 3, hw_out), (width, c_out, 1, hw_out)]
             for j, (ci, co, k, h) in enumerate(convs, start=1):
-                specs += [Conv(f"{p}.conv{j}", ci, co, k, h, role="prunable"), BatchNorm(f"{p}.bn{j}", co, h, role="prunable")]
+                specs += [
+                    Conv(f"{p}.conv{j}", ci, co, k, h, role="prunable"),
+                    BatchNorm(f"{p}.bn{j}", co, h, role="prunable"),
+                ]
             if stride != 1 or c_in != c_out:
                 specs += [
                     Conv(f"{p}.downsample.0", c_in, c_out, 1, hw_out, role="shortcut"),
@@ -153,7 +160,10 @@ def ista_cnn4(widths: Sequence[int] = (96, 192, 192, 384), num_classes: int = 10
         specs += [Conv(name, ci, co, k, hw, role="prunable"), BatchNorm(f"{name}/BatchNorm", co, hw, role="prunable")]
         if i < 3:
             specs.append(Pool(f"pool{i + 1}", co, hw // 2))
-    specs += [Conv("logits", w4, num_classes, 1, 1, role="head"), BatchNorm("logits/BatchNorm", num_classes, 1, role="head")]
+    specs += [
+        Conv("logits", w4, num_classes, 1, 1, role="head"),
+        BatchNorm("logits/BatchNorm", num_classes, 1, role="head"),
+    ]
     return specs
 
 

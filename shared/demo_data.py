@@ -1,6 +1,6 @@
 """First stage of `make demo`: load the demo data through the shared readers and describe it.
 
-    python -m shared.demo_data [--data-dir DIR]     # CIFAR-10 from DIR, else the embedded digits
+python -m shared.demo_data [--data-dir DIR]     # CIFAR-10 from DIR, else the embedded digits
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ def main(argv=None) -> int:
     for split in ("train", "test"):
         d = load_image_classification(name, split, args.data_dir)
         counts = np.bincount(d.labels, minlength=d.num_classes)
-        print(f"{name} {split}: {len(d)} images {d.images.shape[1:]}, classes {d.num_classes} "
-              f"(per class {counts.min()}-{counts.max()}), sha256[:16] {d.fingerprint()}, from {d.source}")
+        print(
+            f"{name} {split}: {len(d)} images {d.images.shape[1:]}, classes {d.num_classes} "
+            f"(per class {counts.min()}-{counts.max()}), sha256[:16] {d.fingerprint()}, from {d.source}"
+        )
     return 0
 
 

@@ -52,9 +52,7 @@ def use_logical_cpus(n: int) -> None:
     if current is not None and len(current) == n:
         return
     try:
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
-        )
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
     except RuntimeError as err:
         raise RuntimeError(
             f"cannot split the CPU into {n} logical devices: TensorFlow's runtime is already initialised "
@@ -243,8 +241,7 @@ class TrainStep:
         if self.accum_steps > 1:
             with strategy.scope():
                 self.accumulators = [
-                    tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="grad_accum")
-                    for v in self.variables
+                    tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="grad_accum") for v in self.variables
                 ]
         self._accumulate = compile_fn(lambda x, y: self._step(x, y, apply=False), self.jit_compile)
         self._accumulate_and_apply = compile_fn(lambda x, y: self._step(x, y, apply=True), self.jit_compile)
@@ -261,9 +258,7 @@ class TrainStep:
         missing = [v.name for v, g in zip(self.variables, grads) if g is None]
         if missing:
             raise ValueError(f"no gradient for {missing}: these variables do not affect the loss")
-        loss = batch_sum / float(self.global_batch_size) + tf.cast(regularization, tf.float32) / float(
-            self.replicas
-        )
+        loss = batch_sum / float(self.global_batch_size) + tf.cast(regularization, tf.float32) / float(self.replicas)
         return grads, loss, metrics
 
     def _step(self, features, labels, apply: bool):

@@ -132,8 +132,15 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def accumulate_backward(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, accum_steps: int,
-                        device: torch.device, precision: str = "fp32") -> float:
+def accumulate_backward(
+    model: nn.Module,
+    loss_fn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    accum_steps: int,
+    device: torch.device,
+    precision: str = "fp32",
+) -> float:
     """Forward/backward a batch as `accum_steps` micro-batches; gradients equal those of the whole batch.
 
     The loss (a mean over its micro-batch) is divided by the number of micro-batches; with DDP the
@@ -185,8 +192,10 @@ def load_weights(path: str | os.PathLike, what: str = "checkpoint"):
     if not path.is_file():
         raise UserError(f"{what} {path} does not exist")
     if is_torchscript_archive(path):
-        raise UserError(f"{path} is a TorchScript archive (a packed or released model), not a {what} "
-                        "state dict; evaluate it with --ckpt on dsp_torch.eval / dsp_torch.flops")
+        raise UserError(
+            f"{path} is a TorchScript archive (a packed or released model), not a {what} "
+            "state dict; evaluate it with --ckpt on dsp_torch.eval / dsp_torch.flops"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, foreign pickle, objects that would need code to load
@@ -206,9 +215,22 @@ class TensorLoader:
     global batch; augmentation = random crop with `pad` zero pixels + horizontal flip, drawn per image.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, device: torch.device,
-                 mean, std, *, train: bool, pad: int = 4, flip: bool = True, seed: int = 0,
-                 ctx: DistContext | None = None, drop_last: bool | None = None):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        device: torch.device,
+        mean,
+        std,
+        *,
+        train: bool,
+        pad: int = 4,
+        flip: bool = True,
+        seed: int = 0,
+        ctx: DistContext | None = None,
+        drop_last: bool | None = None,
+    ):
         self.ctx = ctx or DistContext(device=device)
         if train and batch_size % self.ctx.world_size:
             raise UserError(f"--batch-size {batch_size} is not divisible by the {self.ctx.world_size} processes")
@@ -250,7 +272,7 @@ class TensorLoader:
         order = torch.randperm(n, generator=gen) if self.train else torch.arange(n)
         share = self.batch_size // self.ctx.world_size if self.train else self.batch_size
         for b in range(len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             if not self.train:
                 yield self._normalise(self.images[idx.to(self.device)]), self.labels[idx.to(self.device)]
                 continue

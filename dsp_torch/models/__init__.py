@@ -21,7 +21,6 @@ def cifar_resnet(depth: int, num_classes: int = 10) -> CifarResNet:
     return CifarResNet(check_depth(depth), num_classes)
 
 
-
 def imagenet_resnet(arch: str, num_classes: int = 1000) -> nn.Module:
     """torchvision's ResNet (v1.5), randomly initialised (weights are never downloaded here)."""
     import torchvision

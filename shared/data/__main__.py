@@ -1,10 +1,10 @@
 """Prepare datasets.
 
-    python -m shared.data cifar10 --out DIR                 # download (online) and check
-    python -m shared.data cifar10 --out DIR --archive cifar-10-python.tar.gz
-    python -m shared.data cifar10 --out DIR --from /some/cifar-10-batches-py
-    python -m shared.data cifar100 --out DIR
-    python -m shared.data digits                            # summary of the embedded set
+python -m shared.data cifar10 --out DIR                 # download (online) and check
+python -m shared.data cifar10 --out DIR --archive cifar-10-python.tar.gz
+python -m shared.data cifar10 --out DIR --from /some/cifar-10-batches-py
+python -m shared.data cifar100 --out DIR
+python -m shared.data digits                            # summary of the embedded set
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ def _add_digits(sub):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m shared.data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_cifar(sub, "cifar10")
     _add_cifar(sub, "cifar100")

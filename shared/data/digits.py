@@ -39,5 +39,10 @@ def load_digits_cifar(split: str = "train") -> ArraySplit:
     else:
         raise UserError(f"unknown split {split!r}; expected 'train' or 'test'")
     return ArraySplit(
-        "digits", split, images[sel], labels[sel], tuple(str(i) for i in range(10)), source="sklearn.datasets.load_digits"
+        "digits",
+        split,
+        images[sel],
+        labels[sel],
+        tuple(str(i) for i in range(10)),
+        source="sklearn.datasets.load_digits",
     )

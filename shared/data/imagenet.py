@@ -127,9 +127,7 @@ def read_kaggle_val_solution(path: str | os.PathLike) -> dict[str, str]:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None or tuple(h.strip() for h in header) != KAGGLE_VAL_HEADER:
-            raise MalformedError(
-                f"{path}: expected the header line 'ImageId,PredictionString', got {header!r}"
-            )
+            raise MalformedError(f"{path}: expected the header line 'ImageId,PredictionString', got {header!r}")
         for row in reader:
             line = reader.line_num
             if not row:
@@ -228,9 +226,7 @@ def sort_kaggle_val(
     files = _images_by_stem(val_dir)
     missing = sorted(set(labels) - set(files))
     if missing:
-        raise UserError(
-            f"{val_dir}: {len(missing)} image(s) listed in {ground_truth} are missing: {_preview(missing)}"
-        )
+        raise UserError(f"{val_dir}: {len(missing)} image(s) listed in {ground_truth} are missing: {_preview(missing)}")
     unlisted = sorted(set(files) - set(labels))
     if unlisted:
         raise UserError(

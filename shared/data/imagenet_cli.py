@@ -51,8 +51,11 @@ def _add_sort_val(sub):
     p.add_argument("--val-dir", required=True, help="the flat folder of ILSVRC2012_val_*.JPEG images")
     p.add_argument("--solution", required=True, help="Kaggle's LOC_val_solution.csv")
     p.add_argument("--out", required=True, help="new folder to create <out>/<wnid>/<file> in")
-    p.add_argument("--move", action="store_true",
-                   help="move the images instead of hard-linking/copying them (your --val-dir is emptied)")
+    p.add_argument(
+        "--move",
+        action="store_true",
+        help="move the images instead of hard-linking/copying them (your --val-dir is emptied)",
+    )
 
     def run(args):
         from shared.data.imagenet import sort_kaggle_val

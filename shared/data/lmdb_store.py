@@ -142,8 +142,7 @@ def _data_file(path: Path) -> Path:
 def _open_readonly(path: Path) -> lmdb.Environment:
     """Open read-only as BiP's reader does, after checking the file is a complete LMDB."""
     try:
-        env = lmdb.open(str(path), subdir=path.is_dir(), readonly=True, lock=False, readahead=False,
-                        meminit=False)
+        env = lmdb.open(str(path), subdir=path.is_dir(), readonly=True, lock=False, readahead=False, meminit=False)
     except lmdb.Error as err:
         if "already open" in str(err):
             raise UserError(f"{path} is already open in this process by other code; close it first") from err

@@ -70,8 +70,10 @@ def find_tinyimagenet_folder(root: str | os.PathLike | None = None) -> Path:
     """
     base = data_root(root)
     if base is None:
-        raise UserError(f"no data folder given for TinyImageNet: pass --root or set PRUNING_DATA_DIR "
-                        f"(the {FOLDER}/ folder from the official zip, or its parent)")
+        raise UserError(
+            f"no data folder given for TinyImageNet: pass --root or set PRUNING_DATA_DIR "
+            f"(the {FOLDER}/ folder from the official zip, or its parent)"
+        )
     if not base.is_dir():
         raise UserError(f"TinyImageNet folder {base} does not exist (expected the {FOLDER}/ folder)")
     for cand in (base, base / FOLDER):

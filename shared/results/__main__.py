@@ -1,7 +1,8 @@
 """Cross-check run records against the papers' reported tables.
 
-    python -m shared.results check  [--records DIR ...] [--paper dsp] [--only-run]
-    python -m shared.results tables [--records DIR ...] [--out results/]
+    python -m shared.results check   [--records DIR ...] [--paper dsp] [--only-run]
+    python -m shared.results tables  [--records DIR ...] [--out results/]
+    python -m shared.results records [--records DIR ...] [--no-default-records]   # list run records
 
 Records are read from results/records (committed) and any --records folder (e.g. a run folder).
 `check` exits non-zero only when a record mismatches its row, a consistency check of a reported
@@ -14,7 +15,7 @@ import argparse
 import sys
 
 from shared.errors import main_guard
-from shared.results.check import compare, format_report, run_checks
+from shared.results.check import compare, format_records, format_report, run_checks
 from shared.results.records import iter_records
 from shared.results.reported_tables import load_tables
 from shared.results.tables import write_tables
@@ -33,9 +34,10 @@ def _load(args):
 
 @main_guard
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared.results", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["check", "tables"])
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.results", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("command", choices=["check", "tables", "records"])
     parser.add_argument("--records", action="append", help="extra folder (or file) of run records")
     parser.add_argument("--no-default-records", action="store_true", help=f"do not read {DEFAULT_RECORDS}")
     parser.add_argument("--tables", help="folder of reported-table YAML files (default: the packaged ones)")
@@ -47,6 +49,9 @@ def main(argv=None) -> int:
     tables, records = _load(args)
     comparisons, notes = compare(tables, records)
     smoke = [r for _, r in records if r["kind"] == "smoke"]
+    if args.command == "records":
+        print(format_records([r for _, r in records]))
+        return 0
     if args.command == "tables":
         for path in write_tables(tables, comparisons, smoke, args.out):
             print(f"wrote {path}")

@@ -79,10 +79,10 @@ def compare(tables: dict[str, dict], records: list[tuple[object, dict]]) -> tupl
     notes: list[str] = []
     by_row: dict[tuple[str, str], list[dict]] = {}
     for path, rec in records:
-        if rec["kind"] == "smoke":
+        if rec["kind"] == "smoke" or rec["row"] is None:  # smoke runs and runs of no reported row
             continue
         table = tables.get(rec["paper"])
-        if table is None or rec["row"] is None or rec["row"] not in row_index(table):
+        if table is None or rec["row"] not in row_index(table):
             notes.append(f"{path}: no reported row {rec['paper']}/{rec['row']} to compare with")
             continue
         by_row.setdefault((rec["paper"], rec["row"]), []).append(rec)
@@ -230,8 +230,18 @@ def run_checks(paper: str, table: dict) -> list[CheckResult]:
             raise MalformedError(f"{where}: unknown kind {kind!r}")
         tol = float(chk.get("tol", default_tol))
         consistent = abs(recomputed - reported) <= tol + 1e-9
-        results.append(CheckResult(paper, chk["name"], reported, recomputed, tol, consistent,
-                                   chk.get("expect", "consistent"), f"{rep_txt} vs {detail}"))
+        results.append(
+            CheckResult(
+                paper,
+                chk["name"],
+                reported,
+                recomputed,
+                tol,
+                consistent,
+                chk.get("expect", "consistent"),
+                f"{rep_txt} vs {detail}",
+            )
+        )
     return results
 
 
@@ -248,11 +258,14 @@ def _fmt(x, digits=2):
     return f"{x:.{digits}f}"
 
 
-def format_report(comparisons: list[Comparison], checks: list[CheckResult], notes: list[str],
-                  n_smoke: int, show_not_run: bool = True) -> str:
+def format_report(
+    comparisons: list[Comparison], checks: list[CheckResult], notes: list[str], n_smoke: int, show_not_run: bool = True
+) -> str:
     lines = []
-    header = f"{'paper':5} {'row':34} {'metric':22} {'record':14} {'paper':>9} {'ours':>9} {'n':>3} " \
-             f"{'delta':>7} {'tol':>5} {'noise':>5}  status"
+    header = (
+        f"{'paper':5} {'row':34} {'metric':22} {'record':14} {'paper':>9} {'ours':>9} {'n':>3} "
+        f"{'delta':>7} {'tol':>5} {'noise':>5}  status"
+    )
     lines += ["== Reported rows vs run records ==", header, "-" * len(header)]
     for c in comparisons:
         if c.status == "not run" and not show_not_run:
@@ -265,15 +278,37 @@ def format_report(comparisons: list[Comparison], checks: list[CheckResult], note
     counts: dict[str, int] = {}
     for c in comparisons:
         counts[c.status] = counts.get(c.status, 0) + 1
-    lines.append("summary: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) +
-                 f"; {n_smoke} smoke records not compared")
+    lines.append(
+        "summary: "
+        + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        + f"; {n_smoke} smoke records not compared"
+    )
     lines += ["", "== Consistency of the reported tables =="]
     for r in checks:
-        lines.append(f"{r.paper:5} {r.status:22} {r.name}: reported {_fmt(r.reported, 4)}, recomputed "
-                     f"{_fmt(r.recomputed, 4)} (tol {r.tol:g}) = {r.detail}")
+        lines.append(
+            f"{r.paper:5} {r.status:22} {r.name}: reported {_fmt(r.reported, 4)}, recomputed "
+            f"{_fmt(r.recomputed, 4)} (tol {r.tol:g}) = {r.detail}"
+        )
     n_bad = sum(r.failed for r in checks)
-    lines.append(f"summary: {len(checks)} checks, {sum(r.consistent for r in checks)} consistent, "
-                 f"{sum(not r.consistent for r in checks)} inconsistent, {n_bad} not as expected")
+    lines.append(
+        f"summary: {len(checks)} checks, {sum(r.consistent for r in checks)} consistent, "
+        f"{sum(not r.consistent for r in checks)} inconsistent, {n_bad} not as expected"
+    )
     for n in notes:
         lines.append(f"note: {n}")
+    return "\n".join(lines)
+
+
+def format_records(records: list[dict]) -> str:
+    """One line per run record: paper, kind, row, data, seed, the main metrics."""
+    keys = ("top1", "flops_reduction_pct", "params_reduction_pct", "params", "test_loss")
+    header = f"{'paper':5} {'kind':14} {'row':34} {'data':22} {'seed':>4}  metrics"
+    lines = [header, "-" * len(header)]
+    for r in records:
+        data = f"{r['data']['name']} (n={r['data'].get('n')})"
+        shown = {k: r["metrics"][k] for k in keys if k in r["metrics"]}
+        ms = ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items())
+        stage = r["variant"].get("stage")
+        row = (r["row"] or "-") + (f" [{stage}]" if stage else "")
+        lines.append(f"{r['paper']:5} {r['kind'][:14]:14} {row[:34]:34} {data[:22]:22} {str(r['seed']):>4}  {ms}")
     return "\n".join(lines)

@@ -23,10 +23,16 @@ def code_version() -> dict:
     info: dict = {"package": _version("pruning-repro")}
     root = Path(__file__).resolve().parents[2]
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
         info.update(git_commit=commit, dirty=bool(dirty))
     except (OSError, subprocess.SubprocessError):
         pass
@@ -132,14 +138,10 @@ def read_record(path: str | os.PathLike) -> dict:
 
 def iter_records(folders) -> list[tuple[Path, dict]]:
     """All records under the given folders (recursively), validated, in a stable order."""
-    out = []
+    paths: dict[Path, None] = {}  # ordered, without duplicates (a folder may be given twice)
     for folder in folders:
         folder = Path(folder)
-        if folder.is_file():
-            out.append((folder, read_record(folder)))
-            continue
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.rglob("*.json")):
-            out.append((path, read_record(path)))
-    return out
+        found = [folder] if folder.is_file() else sorted(folder.rglob("*.json")) if folder.is_dir() else []
+        for path in found:
+            paths.setdefault(path.resolve(), None)
+    return [(path, read_record(path)) for path in paths]

@@ -44,8 +44,7 @@ def main():
     torch.manual_seed(0)
     model = cifar_resnet(20)
     data = load_digits_cifar("train").subset(32)
-    loader = TensorLoader(data.images, data.labels, 16, ctx.device, CIFAR_MEAN, CIFAR_STD, train=True, seed=0,
-                          ctx=ctx)
+    loader = TensorLoader(data.images, data.labels, 16, ctx.device, CIFAR_MEAN, CIFAR_STD, train=True, seed=0, ctx=ctx)
     train_model = wrap_ddp(model, ctx)
     opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9, weight_decay=1e-3)
     crit = nn.CrossEntropyLoss()
@@ -55,8 +54,18 @@ def main():
 
     gw = None
     if args.dsp:
-        gw = GroupWrapper(model, opt, crit, 0.02, 4, 4, 0.5, generator=torch.Generator().manual_seed(5),
-                          backward_fn=backward, verbose=False)
+        gw = GroupWrapper(
+            model,
+            opt,
+            crit,
+            0.02,
+            4,
+            4,
+            0.5,
+            generator=torch.Generator().manual_seed(5),
+            backward_fn=backward,
+            verbose=False,
+        )
         g = torch.Generator().manual_seed(3)
         with torch.no_grad():  # start from distinct logits: argmax ties would amplify float noise
             for layer in gw.layers:

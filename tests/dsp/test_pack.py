@@ -36,8 +36,10 @@ def _randomly_pruned(model, seed=0, keep=0.4, n_groups=4):
     return model.eval()
 
 
-@pytest.mark.parametrize("options", [PackOptions(), PackOptions(align=8, channels_last=False),
-                                     PackOptions(align=1, gather_below=1.0, full_above=1.0)])
+@pytest.mark.parametrize(
+    "options",
+    [PackOptions(), PackOptions(align=8, channels_last=False), PackOptions(align=1, gather_below=1.0, full_above=1.0)],
+)
 def test_cifar_pack_equals_masked(options):
     model = _randomly_pruned(cifar_resnet(20))
     net = pack(model, options)
@@ -86,8 +88,14 @@ def test_pack_model_command_roundtrip(tmp_path, capsys):
 
     model = _randomly_pruned(cifar_resnet(20))
     ckpt = tmp_path / "resnet20_P0g4c0.50.pkl"
-    save_checkpoint(ckpt, stage="pruned", model=model, arch={"family": "cifar", "depth": 20, "num_classes": 10},
-                    groups=4, best_acc=50.0)
+    save_checkpoint(
+        ckpt,
+        stage="pruned",
+        model=model,
+        arch={"family": "cifar", "depth": 20, "num_classes": 10},
+        groups=4,
+        best_acc=50.0,
+    )
     out = tmp_path / "packed.pt"
     assert pack_main(["--ckpt", str(ckpt), "--save", str(out), "-l", "20"]) == 0
     assert "max |packed - masked|" in capsys.readouterr().out

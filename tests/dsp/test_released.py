@@ -16,8 +16,12 @@ pytestmark = [pytest.mark.torch, pytest.mark.realdata]
 # README table (P.FLOPS, P.PARAMS) and the accuracy of each file on the 932-image subset
 # (figures listed in the data folder's README, measured with torch.jit.load and the authors' normalisation)
 README = {
-    (20, 4): (63.57, 50.45, 92.17), (20, 3): (62.43, 49.15, 92.49), (20, 2): (61.23, 48.35, 92.70),
-    (56, 4): (65.11, 56.30, 95.17), (56, 3): (64.14, 55.01, 94.31), (56, 2): (63.26, 56.24, 95.17),
+    (20, 4): (63.57, 50.45, 92.17),
+    (20, 3): (62.43, 49.15, 92.49),
+    (20, 2): (61.23, 48.35, 92.70),
+    (56, 4): (65.11, 56.30, 95.17),
+    (56, 3): (64.14, 55.01, 94.31),
+    (56, 2): (63.26, 56.24, 95.17),
 }
 
 
@@ -58,8 +62,10 @@ def test_eval_and_flops_commands(checkpoint_root, cifar_dir, tmp_path, capsys):
     assert flops_main(["--ckpt", str(path)]) == 0
     out = capsys.readouterr().out
     assert "P.FLOPS 63.57 %" in out and "P.PARAMS 50.45 %" in out and "FLOPs -62.47 %" in out
-    assert eval_main(["--ckpt", str(path), "--data-dir", str(cifar_dir), "--check-script",
-                      "--records", str(tmp_path)]) == 0
+    assert (
+        eval_main(["--ckpt", str(path), "--data-dir", str(cifar_dir), "--check-script", "--records", str(tmp_path)])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "top-1 92.17 % on 932 test images" in out and "TorchScript on the same images: top-1 92.17 %" in out
     from shared.results.records import iter_records
@@ -80,7 +86,6 @@ def test_not_a_packed_model(tmp_path):
 
 
 def test_evaluate_callable_counts(cifar_dir):
-    acc, n = evaluate_callable(lambda x: torch.zeros(x.shape[0], 10).index_fill_(1, torch.tensor([3]), 1.0),
-                               cifar_dir)
+    acc, n = evaluate_callable(lambda x: torch.zeros(x.shape[0], 10).index_fill_(1, torch.tensor([3]), 1.0), cifar_dir)
     labels = load_cifar(cifar_dir, "cifar10", "test").labels
     assert n == 932 and acc == pytest.approx(100 * (labels == 3).mean())

@@ -26,8 +26,18 @@ def _run(out, *extra, nproc=None):
     env.pop("WORLD_SIZE", None)
     cmd = [sys.executable, WORKER, str(out), *extra]
     if nproc:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master-port",
-               str(_free_port()), WORKER, str(out), *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(nproc),
+            "--master-port",
+            str(_free_port()),
+            WORKER,
+            str(out),
+            *extra,
+        ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return torch.load(out, weights_only=True)
@@ -68,8 +78,11 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
     stages = [
         (cifar_pretrain, ["--epochs", "2"], "resnet20.pkl"),
         (cifar_dsp, ["--epochs", "2", "-g", "2"], "resnet20_G0g2.pkl"),
-        (cifar_finetune, ["--epochs", "2", "-c", "2", "-g", "2", "-p", "0.4", "--cascade-passes", "2"],
-         "resnet20_P0g2c0.40.pkl"),
+        (
+            cifar_finetune,
+            ["--epochs", "2", "-c", "2", "-g", "2", "-p", "0.4", "--cascade-passes", "2"],
+            "resnet20_P0g2c0.40.pkl",
+        ),
     ]
     for module, extra, name in stages:
         for run_dir, interrupt in ((tmp_path / "a", []), (tmp_path / "b", ["--stop-after-epoch", "1"])):

@@ -43,8 +43,18 @@ def _group_setup(reg, second_order="none", seed=0):
     torch.manual_seed(seed)
     model = cifar_resnet(20)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
-    gw = GroupWrapper(model, opt, nn.CrossEntropyLoss(), reg, 10, 4, 0.5, second_order=second_order,
-                      generator=torch.Generator().manual_seed(1), verbose=False)
+    gw = GroupWrapper(
+        model,
+        opt,
+        nn.CrossEntropyLoss(),
+        reg,
+        10,
+        4,
+        0.5,
+        second_order=second_order,
+        generator=torch.Generator().manual_seed(1),
+        verbose=False,
+    )
     return model, opt, gw
 
 
@@ -115,8 +125,16 @@ def test_second_order_variants_run(second_order):
 def _pruner(empty_group="prune", seed=0):
     torch.manual_seed(seed)
     model = cifar_resnet(20)
-    pruner = PruneWrapper(model, 4, 2, empty_group=empty_group, cascade_passes=2, cascade_batch=8,
-                          generator=torch.Generator().manual_seed(0), verbose=False)
+    pruner = PruneWrapper(
+        model,
+        4,
+        2,
+        empty_group=empty_group,
+        cascade_passes=2,
+        cascade_batch=8,
+        generator=torch.Generator().manual_seed(0),
+        verbose=False,
+    )
     return model, pruner
 
 

@@ -118,8 +118,7 @@ def test_lmdb_round_trip(packed):
 def test_lmdb_bytes_are_bips_format(packed):
     out, samples, _ = packed
     # open exactly as BiP's reader does and read with plain pickle
-    env = lmdb.open(str(out), subdir=os.path.isdir(out), readonly=True, lock=False, readahead=False,
-                    meminit=False)
+    env = lmdb.open(str(out), subdir=os.path.isdir(out), readonly=True, lock=False, readahead=False, meminit=False)
     with env.begin(write=False) as txn:
         keys = pickle.loads(txn.get(b"__keys__"))
         assert keys == [str(i).encode("ascii") for i in range(12)]
@@ -199,8 +198,9 @@ def test_lmdb_without_len_or_keys(tmp_path):
     write_raw_lmdb(tmp_path / "nokeys.lmdb", {b"0": value, b"__len__": pickle.dumps(1)})
     with pytest.raises(MalformedError, match="no __keys__ key"):
         LmdbImageDataset(tmp_path / "nokeys.lmdb")
-    write_raw_lmdb(tmp_path / "short.lmdb", {b"0": value, b"__len__": pickle.dumps(2),
-                                             b"__keys__": pickle.dumps([b"0", b"1"])})
+    write_raw_lmdb(
+        tmp_path / "short.lmdb", {b"0": value, b"__len__": pickle.dumps(2), b"__keys__": pickle.dumps([b"0", b"1"])}
+    )
     ds = LmdbImageDataset(tmp_path / "short.lmdb")
     assert ds[0] == (b"abc", 1)
     with pytest.raises(MalformedError, match=r"key b'1' \(sample 1\) listed in __keys__ is missing"):
@@ -226,8 +226,10 @@ def test_lmdb_pickle_that_runs_code_is_refused(tmp_path):
         def __reduce__(self):
             return (os.system, ("echo pwned",))
 
-    write_raw_lmdb(tmp_path / "evil.lmdb", {b"0": pickle.dumps((b"x", Evil())), b"__len__": pickle.dumps(1),
-                                            b"__keys__": pickle.dumps([b"0"])})
+    write_raw_lmdb(
+        tmp_path / "evil.lmdb",
+        {b"0": pickle.dumps((b"x", Evil())), b"__len__": pickle.dumps(1), b"__keys__": pickle.dumps([b"0"])},
+    )
     with pytest.raises(MalformedError, match="refusing to load (posix|os).system"):
         LmdbImageDataset(tmp_path / "evil.lmdb")[0]
 
@@ -353,8 +355,17 @@ def test_cli_folder2lmdb_and_info(tmp_path, capsys):
 def test_cli_folder2lmdb_checks_classes_against_train(tmp_path, capsys):
     make_image_folder(tmp_path / "train")
     make_image_folder(tmp_path / "val", {"a_cls": 1, "b_cls": 1})
-    rc = data_main(["folder2lmdb", "--root", str(tmp_path / "val"), "--out", str(tmp_path / "val.lmdb"),
-                    "--classes-from", str(tmp_path / "train")])
+    rc = data_main(
+        [
+            "folder2lmdb",
+            "--root",
+            str(tmp_path / "val"),
+            "--out",
+            str(tmp_path / "val.lmdb"),
+            "--classes-from",
+            str(tmp_path / "train"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "missing: c_cls" in err and err.count("\n") == 1
     assert not (tmp_path / "val.lmdb").exists()
@@ -369,8 +380,7 @@ def test_cli_lmdb_info_errors(tmp_path, capsys):
 
 def test_cli_sort_val(tmp_path, capsys):
     val, csv_path, truth = make_kaggle_val(tmp_path)
-    args = ["imagenet-sort-val", "--val-dir", str(val), "--solution", str(csv_path),
-            "--out", str(tmp_path / "o")]
+    args = ["imagenet-sort-val", "--val-dir", str(val), "--solution", str(csv_path), "--out", str(tmp_path / "o")]
     assert data_main(args) == 0
     assert "7 images in 3 class folders" in capsys.readouterr().out
     assert len(list(val.iterdir())) == 7

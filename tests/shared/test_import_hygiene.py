@@ -6,9 +6,21 @@ import sys
 from tests.conftest import REPO
 
 MODULES = [
-    "shared", "shared.data", "shared.data.cifar", "shared.data.digits", "shared.data.__main__", "shared.flops",
-    "shared.archs", "shared.safe_pickle", "shared.paths", "shared.errors", "shared.results",
-    "shared.results.check", "shared.results.tables", "shared.results.__main__", "shared.results.records",
+    "shared",
+    "shared.data",
+    "shared.data.cifar",
+    "shared.data.digits",
+    "shared.data.__main__",
+    "shared.flops",
+    "shared.archs",
+    "shared.safe_pickle",
+    "shared.paths",
+    "shared.errors",
+    "shared.results",
+    "shared.results.check",
+    "shared.results.tables",
+    "shared.results.__main__",
+    "shared.results.records",
 ]
 
 

@@ -17,26 +17,58 @@ TABLE = {
     "title": "t",
     "sources": {"s": "a source"},
     "rows": [
-        {"key": "r1", "source": "s", "dataset": "cifar10", "model": "resnet20", "statistic": "median of 5 runs",
-         "variant": {"groups": 4}, "convention": "dsp-prunable",
-         "metrics": {"top1": 92.0, "flops_reduction_pct": 60.0}},
-        {"key": "r2", "source": "s", "dataset": "cifar10", "model": "resnet20", "statistic": "single run",
-         "convention": None, "metrics": {"top1": None}, "unavailable": {"top1": "not given"}},
+        {
+            "key": "r1",
+            "source": "s",
+            "dataset": "cifar10",
+            "model": "resnet20",
+            "statistic": "median of 5 runs",
+            "variant": {"groups": 4},
+            "convention": "dsp-prunable",
+            "metrics": {"top1": 92.0, "flops_reduction_pct": 60.0},
+        },
+        {
+            "key": "r2",
+            "source": "s",
+            "dataset": "cifar10",
+            "model": "resnet20",
+            "statistic": "single run",
+            "convention": None,
+            "metrics": {"top1": None},
+            "unavailable": {"top1": "not given"},
+        },
     ],
     "checks": [
         {"name": "ok", "kind": "reduction", "reported": 50.0, "kept": 5, "total": 10},
         {"name": "known bad", "kind": "speedup", "reported": 3.0, "reduction_pct": 50.0, "expect": "inconsistent"},
-        {"name": "count", "kind": "count", "reported": 272474,
-         "value": {"arch": "cifar-resnet20-B", "convention": "conv-fc", "quantity": "params"}},
-        {"name": "row ref", "kind": "difference", "reported": 32.0, "a": {"row": "r1", "metric": "top1"},
-         "b": {"row": "r1", "metric": "flops_reduction_pct"}},
+        {
+            "name": "count",
+            "kind": "count",
+            "reported": 272474,
+            "value": {"arch": "cifar-resnet20-B", "convention": "conv-fc", "quantity": "params"},
+        },
+        {
+            "name": "row ref",
+            "kind": "difference",
+            "reported": 32.0,
+            "a": {"row": "r1", "metric": "top1"},
+            "b": {"row": "r1", "metric": "flops_reduction_pct"},
+        },
     ],
 }
 
 
 def rec(row="r1", kind="reproduction", n=10000, **metrics):
-    return make_record("dsp", row, kind, metrics=metrics, data={"name": "cifar10", "split": "test", "n": n},
-                       variant={"groups": 4}, convention="dsp-prunable", seed=0)
+    return make_record(
+        "dsp",
+        row,
+        kind,
+        metrics=metrics,
+        data={"name": "cifar10", "split": "test", "n": n},
+        variant={"groups": 4},
+        convention="dsp-prunable",
+        seed=0,
+    )
 
 
 def test_record_roundtrip_and_no_overwrite(tmp_path):
@@ -48,14 +80,17 @@ def test_record_roundtrip_and_no_overwrite(tmp_path):
         write_record(r, tmp_path)
 
 
-@pytest.mark.parametrize("mutate,field", [
-    (lambda r: r.pop("metrics"), "metrics"),
-    (lambda r: r["metrics"].update(top1="high"), "metrics.top1"),
-    (lambda r: r.update(kind="final"), "kind"),
-    (lambda r: r.update(convention="flops?"), "convention"),
-    (lambda r: r.update(schema_version=99), "schema_version"),
-    (lambda r: r["data"].pop("name"), "data.name"),
-])
+@pytest.mark.parametrize(
+    "mutate,field",
+    [
+        (lambda r: r.pop("metrics"), "metrics"),
+        (lambda r: r["metrics"].update(top1="high"), "metrics.top1"),
+        (lambda r: r.update(kind="final"), "kind"),
+        (lambda r: r.update(convention="flops?"), "convention"),
+        (lambda r: r.update(schema_version=99), "schema_version"),
+        (lambda r: r["data"].pop("name"), "data.name"),
+    ],
+)
 def test_malformed_record_names_file_and_field(tmp_path, mutate, field):
     r = rec(top1=91.0)
     mutate(r)
@@ -158,8 +193,12 @@ def test_tables_writes_markdown_and_plot(tmp_path):
     write_record(rec(top1=92.1, flops_reduction_pct=60.5), rdir)
     write_record(rec(kind="smoke", top1=50.0), rdir)
     out = tmp_path / "out"
-    assert results_main(["tables", "--tables", str(tdir), "--no-default-records", "--records", str(rdir),
-                         "--out", str(out)]) == 0
+    assert (
+        results_main(
+            ["tables", "--tables", str(tdir), "--no-default-records", "--records", str(rdir), "--out", str(out)]
+        )
+        == 0
+    )
     md = (out / "TABLES.md").read_text()
     assert "| r1 | s | top1 | - | 92.00 | 92.10 (1) | reproduction | 0.10 | match |" in md
     assert "Smoke runs (1" in md

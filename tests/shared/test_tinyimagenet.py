@@ -104,8 +104,13 @@ def test_split_does_not_depend_on_annotation_or_listing_order(tmp_path):
 
 def test_numeric_key():
     names = ["val_10.JPEG", "val_2.JPEG", "val_1.JPEG", "val_100.JPEG", "val_02.JPEG"]
-    assert sorted(names, key=tin.numeric_key) == ["val_1.JPEG", "val_02.JPEG", "val_2.JPEG", "val_10.JPEG",
-                                                  "val_100.JPEG"]
+    assert sorted(names, key=tin.numeric_key) == [
+        "val_1.JPEG",
+        "val_02.JPEG",
+        "val_2.JPEG",
+        "val_10.JPEG",
+        "val_100.JPEG",
+    ]
 
 
 def test_load_arrays(tiny):
@@ -196,8 +201,11 @@ def test_class_with_fewer_than_50_val_images(tiny):
     dropped = [line for line in lines if line.split("\t")[0] == "val_149.JPEG"]  # a class-2-in-WNIDS image
     ann.write_text("\n".join(line for line in lines if line not in dropped) + "\n")
     (tiny / "val" / "images" / "val_149.JPEG").unlink()
-    with pytest.raises(MalformedError, match=r"25/25 val/test split needs 50 val images per class; "
-                                             r"1 class\(es\) have fewer: n05000005 \(49\)"):
+    with pytest.raises(
+        MalformedError,
+        match=r"25/25 val/test split needs 50 val images per class; "
+        r"1 class\(es\) have fewer: n05000005 \(49\)",
+    ):
         tin.tinyimagenet_samples(tiny, "test")
     assert len(tin.tinyimagenet_samples(tiny, "val-all")[0]) == 149
 
