@@ -136,3 +136,46 @@ def _convert_block(packed, block, width: int) -> list[torch.Tensor]:
         _copy_bn(block.bn_b, outputs, bn)
         branch_b[outputs] = j
     return [branch_a, branch_b]
+
+
+def main(argv=None) -> int:
+    """python -m dsp_torch.released --ckpt resnet56_g4.pt --save resnet56_g4_pruned.pkl
+
+    Convert a released model into this project's pruned-checkpoint format (masked dense model plus
+    `group` / `mask` buffers), for dsp_torch.eval / flops / pack_model or further fine-tuning."""
+    import argparse
+
+    from dsp_torch.checkpoints import save_checkpoint
+    from shared.errors import main_guard
+
+    @main_guard
+    def run(argv):
+        p = argparse.ArgumentParser(
+            prog="python -m dsp_torch.released",
+            description=main.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.add_argument("--ckpt", required=True, help="the authors' released TorchScript model")
+        p.add_argument("--save", required=True, help="where to write the pruned checkpoint (.pkl)")
+        args = p.parse_args(argv)
+        if Path(args.save).exists():
+            raise UserError(f"{args.save} exists; not overwriting it")
+        conv = convert_released(args.ckpt)
+        save_checkpoint(
+            args.save,
+            stage="pruned",
+            model=conv.model,
+            arch=conv.arch,
+            groups=conv.groups,
+            source=f"released:{Path(args.ckpt).name}:sha256:{conv.sha256}",
+        )
+        print(f"converted {args.ckpt} (ResNet-{conv.arch['depth']}, {conv.groups} branches max) -> {args.save}")
+        return 0
+
+    return run(argv)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -334,6 +334,21 @@ class StageRunner:
         self.log(f"run record: {path}")
         return path
 
+    def end_of_epoch(self, epoch: int, state: dict) -> bool:
+        """Save the resumable state after `epoch`; True when the run must stop here (--stop-after-epoch)."""
+        finished = epoch + 1 == self.args.epochs
+        self.save_state({**state, "epoch": epoch + 1, "finished": finished})
+        if not finished and self.interrupted(epoch):
+            self.log("stopping early (--stop-after-epoch); rerun to resume")
+            return True
+        return False
+
+    def report_best(self, best_acc: float, config: dict) -> float:
+        """Run record and summary line of a stage whose result is its best test accuracy."""
+        self.write_record(row=None, metrics={"top1": best_acc}, config=config, convention=None)
+        self.log(f"best test accuracy {best_acc:.2f}% -> {self.out_path}")
+        return best_acc
+
     def close(self) -> None:
         cleanup_distributed()
 
@@ -359,13 +374,6 @@ def _resume_common(runner: StageRunner, model, optimizer, scheduler) -> tuple[di
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     return state, state["epoch"], state["best_acc"]
-
-
-def _stop_or_continue(runner: StageRunner, epoch: int, finished: bool) -> bool:
-    if not finished and runner.interrupted(epoch):
-        runner.log("stopping early (--stop-after-epoch); rerun to resume")
-        return True
-    return False
 
 
 def fit_pretrain(runner: StageRunner, model: nn.Module, arch: dict, config: dict) -> float | None:
@@ -395,22 +403,15 @@ def fit_pretrain(runner: StageRunner, model: nn.Module, arch: dict, config: dict
                 save_checkpoint(
                     runner.out_path, stage="pretrained", model=model, arch=arch, best_acc=best_acc, config=config
                 )
-        finished = epoch + 1 == args.epochs
-        runner.save_state(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch + 1,
-                "best_acc": best_acc,
-                "finished": finished,
-            }
-        )
-        if _stop_or_continue(runner, epoch, finished):
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "best_acc": best_acc,
+        }
+        if runner.end_of_epoch(epoch, state):
             return None
-    runner.write_record(row=None, metrics={"top1": best_acc}, config=config, convention=None)
-    runner.log(f"best test accuracy {best_acc:.2f}% -> {runner.out_path}")
-    return best_acc
+    return runner.report_best(best_acc, config)
 
 
 def fit_group_learning(runner: StageRunner, model: nn.Module, arch: dict, config: dict, variant: dict) -> float | None:
@@ -471,25 +472,18 @@ def fit_group_learning(runner: StageRunner, model: nn.Module, arch: dict, config
                     variant=variant,
                     config=config,
                 )
-        finished = epoch + 1 == args.epochs
-        runner.save_state(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "group_optimizer": group_trainer.group_optimizer.state_dict(),
-                "steps": group_trainer.steps,
-                "gumbel": gumbel.get_state(),
-                "epoch": epoch + 1,
-                "best_acc": best_acc,
-                "finished": finished,
-            }
-        )
-        if _stop_or_continue(runner, epoch, finished):
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "group_optimizer": group_trainer.group_optimizer.state_dict(),
+            "steps": group_trainer.steps,
+            "gumbel": gumbel.get_state(),
+            "best_acc": best_acc,
+        }
+        if runner.end_of_epoch(epoch, state):
             return None
-    runner.write_record(row=None, metrics={"top1": best_acc}, config=config, convention=None)
-    runner.log(f"best test accuracy {best_acc:.2f}% -> {runner.out_path}")
-    return best_acc
+    return runner.report_best(best_acc, config)
 
 
 def fit_finetune(
@@ -576,23 +570,18 @@ def fit_finetune(
             model.load_state_dict(best["state_dict"])
             flops, params = prune_to(best["flops"] / 100 + 0.001)
             optimizer, scheduler = new_optimizer()
-        finished = epoch + 1 == args.epochs
-        runner.save_state(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "beta": pruner.beta,
-                "flops": flops,
-                "params": params,
-                "best": best,
-                "epoch": epoch + 1,
-                "best_acc": best["acc"],
-                "cascade_gen": cascade_gen.get_state(),
-                "finished": finished,
-            }
-        )
-        if _stop_or_continue(runner, epoch, finished):
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "beta": pruner.beta,
+            "flops": flops,
+            "params": params,
+            "best": best,
+            "best_acc": best["acc"],
+            "cascade_gen": cascade_gen.get_state(),
+        }
+        if runner.end_of_epoch(epoch, state):
             return None
     model.load_state_dict(best["state_dict"])
     counts = reductions(model, arch)

@@ -89,3 +89,19 @@ def test_evaluate_callable_counts(cifar_dir):
     acc, n = evaluate_callable(lambda x: torch.zeros(x.shape[0], 10).index_fill_(1, torch.tensor([3]), 1.0), cifar_dir)
     labels = load_cifar(cifar_dir, "cifar10", "test").labels
     assert n == 932 and acc == pytest.approx(100 * (labels == 3).mean())
+
+
+def test_convert_command_writes_our_pruned_format(checkpoint_root, tmp_path, capsys):
+    from dsp_torch.checkpoints import load_checkpoint, model_from_checkpoint
+    from dsp_torch.released import main as convert_main
+
+    path = _path(checkpoint_root, 20, 2)
+    out = tmp_path / "resnet20_g2.pkl"
+    assert convert_main(["--ckpt", str(path), "--save", str(out)]) == 0
+    ckpt = load_checkpoint(out)
+    assert ckpt["stage"] == "pruned" and ckpt["groups"] == 2 and ckpt["arch"]["depth"] == 20
+    model = model_from_checkpoint(ckpt, out).eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.inference_mode():
+        assert (model(x) - convert_released(path).script(x)).abs().max().item() < 1e-4
+    assert convert_main(["--ckpt", str(path), "--save", str(out)]) == 2  # never overwrites
