@@ -53,6 +53,7 @@ from shared.torch_train import (
 
 
 def add_common_args(p: argparse.ArgumentParser, *, epochs: int, lr: float, wd: float, batch_size: int = 128):
+    p.set_defaults(recipe_epochs=epochs)  # a run shorter than the recipe is recorded as a smoke run
     p.add_argument(
         "--save_dir",
         "--save-dir",
@@ -307,7 +308,8 @@ class StageRunner:
     def write_record(self, *, row: str | None, metrics: dict, config: dict, convention: str | None) -> Path | None:
         if not self.ctx.is_main:
             return None
-        kind = "reproduction" if self.data.full_size and not self.args.train_limit else "smoke"
+        full_recipe = self.args.epochs >= self.args.recipe_epochs and not self.args.train_limit
+        kind = "reproduction" if self.data.full_size and full_recipe else "smoke"
         variant = {**self.variant, "stage": self.stage}
         record = make_record(
             "dsp",

@@ -1,0 +1,49 @@
+"""The DSP table scripts: valid bash, and the plan they print under DRY_RUN=1 uses the authors' commands."""
+
+import os
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO
+
+SCRIPTS = [
+    "scripts/dsp/cifar10_table.sh",
+    "scripts/dsp/imagenet_table.sh",
+    "scripts/dsp/released_models.sh",
+    "scripts/demo.sh",
+    "scripts/setup_gpu.sh",
+]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_bash_syntax(script):
+    subprocess.run(["bash", "-n", str(REPO / script)], check=True)
+
+
+def _plan(script, **env):
+    out = subprocess.run(
+        ["bash", str(REPO / script)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "DRY_RUN": "1", **env},
+    )
+    return [line[2:] for line in out.stdout.splitlines() if line.startswith("+ ")]
+
+
+def test_cifar10_table_plan():
+    plan = _plan("scripts/dsp/cifar10_table.sh", DATA_DIR="/data")
+    assert len(plan) == 5 * (2 * (1 + 3 * 3)) + 1  # seeds x depths x (pretrain + groups x 3 commands) + check
+    assert any("cifar_dsp -l 56 " in c and "-g 4 -r 5e-4 --epochs 120" in c for c in plan)
+    assert any("cifar_finetune -l 20 " in c and "-g 4 -p 0.63 --epochs 400" in c for c in plan)
+    assert all("--data-dir /data" in c for c in plan if "cifar_" in c)
+    assert plan[-1].endswith("shared.results check --paper dsp --records results/records --only-run")
+
+
+def test_imagenet_table_plan():
+    plan = _plan("scripts/dsp/imagenet_table.sh", TRAIN="/t", VAL="/v", R50_WEIGHTS="r50.pth")
+    assert sum("imagenet finetune" in c for c in plan) == 6
+    assert any("imagenet dsp -a resnet50" in c and "--pretrained r50.pth" in c for c in plan)
+    assert any("-a resnet18" in c and "-p 0.80" in c for c in plan)
