@@ -190,9 +190,6 @@ def readme_chain_matches(lineage: list[dict]) -> bool:
             return False
         if any(s.get(k) != v for k, v in README_FIXED.items()):
             return False
-        if (
-            entry.get("data", {}).get("name") != "cifar10"
-            or entry.get("data", {}).get("n") != FULL_CIFAR10["train"]
-        ):
+        if entry.get("data", {}).get("name") != "cifar10" or entry.get("data", {}).get("n") != FULL_CIFAR10["train"]:
             return False
     return bool(lineage)

@@ -31,9 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m ista_tf.cifar10_eval", description=__doc__, formatter_class=cli.HelpFormatter
     )
-    p.add_argument(
-        "--checkpoint_version", type=int, default=1, help="version N to evaluate, in <train_dir>_N"
-    )
+    p.add_argument("--checkpoint_version", type=int, default=1, help="version N to evaluate, in <train_dir>_N")
     p.add_argument(
         "--is_compressed",
         type=cli.str2bool,
@@ -94,11 +92,7 @@ def load_version(train_dir, version: int, model_name: str, is_compressed: bool, 
     ema = tf_train.ExponentialMovingAverage(model.trainable_variables, train.MOVING_AVERAGE_DECAY)
     step = tf.Variable(0, dtype=tf.int64)
     ckpt_dir = here / "train"
-    path = (
-        tf.train.latest_checkpoint(ckpt_dir)
-        if checkpoint_iter < 0
-        else str(ckpt_dir / f"ckpt-{checkpoint_iter}")
-    )
+    path = tf.train.latest_checkpoint(ckpt_dir) if checkpoint_iter < 0 else str(ckpt_dir / f"ckpt-{checkpoint_iter}")
     if path is None or not tf.io.gfile.exists(path + ".index"):
         which = "any" if checkpoint_iter < 0 else f"step {checkpoint_iter}"
         raise UserError(f"no training checkpoint ({which}) in {ckpt_dir}")

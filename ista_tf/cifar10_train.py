@@ -41,9 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.l1_penalty,
         help="rho, the global ISTA penalty; per step a scale shrinks by lr * rho * lambda_l (0: plain SGD)",
     )
-    p.add_argument(
-        "--max_steps", type=int, default=d.max_steps, help="updates in this stage (the step restarts at 0)"
-    )
+    p.add_argument("--max_steps", type=int, default=d.max_steps, help="updates in this stage (the step restarts at 0)")
     p.add_argument(
         "--learning_rate",
         type=float,
@@ -67,8 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=cli.str2bool,
         default=d.squeeze_model,
         metavar="BOOL",
-        help="remove zero-scale channels at the end (false: the next version is the averaged, "
-        "unpruned model)",
+        help="remove zero-scale channels at the end (false: the next version is the averaged, unpruned model)",
     )
     cli.add_common_flags(p)
     p.add_argument(

@@ -31,12 +31,9 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--train_dir",
         default=DEFAULT_TRAIN_DIR,
-        help="prefix of the stage folders: version V lives in <train_dir>_V (original default "
-        "/tmp/cifar10_train)",
+        help="prefix of the stage folders: version V lives in <train_dir>_V (original default /tmp/cifar10_train)",
     )
-    parser.add_argument(
-        "--batch_size", type=int, default=125, help="images per batch (per update when training)"
-    )
+    parser.add_argument("--batch_size", type=int, default=125, help="images per batch (per update when training)")
     parser.add_argument(
         "--data_dir",
         default=None,
@@ -60,7 +57,8 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
         "--xla",
         default="auto",
         choices=train.XLA_CHOICES,
-        help="compile steps with XLA (tf.function(jit_compile=True)); auto: on a GPU only",
+        help="compile steps with XLA (tf.function(jit_compile=True)); auto: on a GPU only (on a CPU "
+        "XLA's convolutions are slower than oneDNN's: python -m ista_tf.bench)",
     )
     parser.add_argument(
         "--records",

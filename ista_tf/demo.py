@@ -33,9 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--data-dir", default=None, help="folder holding CIFAR-10 (default: $PRUNING_DATA_DIR, else digits)"
-    )
+    p.add_argument("--data-dir", default=None, help="folder holding CIFAR-10 (default: $PRUNING_DATA_DIR, else digits)")
     p.add_argument("--out", required=True, help="folder for the chain (<out>/cifar10_train_V)")
     p.add_argument("--records", default=None, help="folder for the smoke run records")
     return p
@@ -67,12 +65,8 @@ def main(argv=None) -> int:
         stage = train.run_stage(cfg, prefix, version, train_split, records_dir=args.records, log=quiet)
         if stage["status"] != "trained":  # an --out of an earlier demo: show what that run produced
             print(stage["message"])
-            stage = chain.read_json(chain.stage_dir(prefix, version) / "finished.json", "the stage result")[
-                "result"
-            ]
-        ev = cifar10_eval.run_eval(
-            prefix, version + 1, "resnet20", test_split, records_dir=args.records, log=quiet
-        )
+            stage = chain.read_json(chain.stage_dir(prefix, version) / "finished.json", "the stage result")["result"]
+        ev = cifar10_eval.run_eval(prefix, version + 1, "resnet20", test_split, records_dir=args.records, log=quiet)
         rows.append(
             (
                 f"v{version + 1}",
@@ -91,10 +85,7 @@ def main(argv=None) -> int:
         f"{'reduction':>11}{'precision@1':>13}{'test loss':>11}  c0 widths"
     )
     for v, how, zeros, fake, params, red, top1, loss, widths in rows:
-        print(
-            f"{v:8}{how:34}{zeros:>12}{fake:>15.2f}{params:>14,}{red:>10.1f}%{top1:>13.4f}{loss:>11.4f}"
-            f"  {widths}"
-        )
+        print(f"{v:8}{how:34}{zeros:>12}{fake:>15.2f}{params:>14,}{red:>10.1f}%{top1:>13.4f}{loss:>11.4f}  {widths}")
     print(
         f"(ista_tf demo: {time.time() - t0:.0f} s; smoke numbers, not the paper's: the README chain is "
         "30k + 50k + 50k steps at batch 125)"

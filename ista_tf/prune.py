@@ -71,9 +71,7 @@ def _values(model) -> dict[str, dict[str, np.ndarray]]:
         if isinstance(layer, Conv2D):
             out[layer.label] = {"kernel": layer.kernel.numpy()}
         else:
-            out[layer.label] = {
-                n: getattr(layer, n).numpy() for n in BN_VECTORS if getattr(layer, n) is not None
-            }
+            out[layer.label] = {n: getattr(layer, n).numpy() for n in BN_VECTORS if getattr(layer, n) is not None}
     return out
 
 
@@ -84,12 +82,8 @@ def fold_constant_channels(values: dict, model, kept: dict[str, np.ndarray]) -> 
         if dropped.size == 0:
             continue
         constant = np.maximum(values[unit.bn.label]["beta"][dropped], 0.0)  # ReLU(beta), gamma = 0
-        kernel_sum = values[unit.next_conv.label]["kernel"][:, :, dropped, :].sum(
-            axis=(0, 1)
-        )  # [dropped, C_out]
-        values[unit.next_bn.label]["moving_mean"] = (
-            values[unit.next_bn.label]["moving_mean"] - constant @ kernel_sum
-        )
+        kernel_sum = values[unit.next_conv.label]["kernel"][:, :, dropped, :].sum(axis=(0, 1))  # [dropped, C_out]
+        values[unit.next_bn.label]["moving_mean"] = values[unit.next_bn.label]["moving_mean"] - constant @ kernel_sum
 
 
 def compress(
@@ -117,9 +111,7 @@ def compress(
         in_keep[unit.next_conv.label] = kept[unit.label]
 
     widths_after = [int(kept[u.label].size) for u in model.units()]
-    compact = build_model(
-        {"model": model.model_name, "widths": widths_after}, seed=seed, compute_dtype=compute_dtype
-    )
+    compact = build_model({"model": model.model_name, "widths": widths_after}, seed=seed, compute_dtype=compute_dtype)
     for src, dst in zip(model.layers(), compact.layers()):
         assert src.label == dst.label
         v = values[src.label]

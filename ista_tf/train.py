@@ -83,11 +83,19 @@ class StageConfig:
             raise UserError(f"--precision must be one of {tf_train.PRECISIONS}, got {self.precision!r}")
 
 
+def xla_by_default(device_kind: str) -> bool:
+    """What `--xla auto` does on a 'cpu' or a 'gpu'. GPU: XLA (convolutions stay on cuDNN and XLA fuses
+    the batch norms and the update; a documented choice, not measured in our CPU-only environment).
+    CPU: no XLA. XLA's CPU backend runs convolutions through its own Eigen kernels instead of oneDNN,
+    1.7x (forward) to 2.5x (filter gradient) slower, and no other part of the step gains from it
+    (batch norms 0.8x, the update 1.0x), so an XLA step runs at 0.57x the speed of the plain one
+    (`python -m ista_tf.bench` prints them side by side; README, Measured)."""
+    return device_kind == "gpu"
+
+
 def use_xla(flag: str) -> bool:
-    """'auto': XLA when a GPU is present (where XLA usually pays off; not measured in our CPU-only
-    environment); off on a CPU, where `python -m ista_tf.bench` measures it slower than TensorFlow's
-    oneDNN kernels (README, Measured)."""
-    return flag == "on" or (flag == "auto" and tf_train.device_kind() == "gpu")
+    """--xla on / off, or auto: `xla_by_default` for the device TensorFlow trains on."""
+    return flag == "on" or (flag == "auto" and xla_by_default(tf_train.device_kind()))
 
 
 def now() -> str:
@@ -127,11 +135,7 @@ class IstaTrainer:
         logits = self.model(images, training=True)
         per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
         # weight_decay * sum ||W||^2 / 2 over the conv kernels (tf.nn.l2_loss); none for cnn4
-        decay = (
-            self.cfg.weight_decay * tf.add_n([tf.nn.l2_loss(k) for k in self.kernels])
-            if self.kernels
-            else 0.0
-        )
+        decay = self.cfg.weight_decay * tf.add_n([tf.nn.l2_loss(k) for k in self.kernels]) if self.kernels else 0.0
         return per_example, decay, {}
 
     def _apply_update(self, grads):
@@ -197,9 +201,7 @@ def run_stage(
     # --- Optimizer, schedule, checkpoint/resume -----------------------------------------------------
     trainer = IstaTrainer(model, strategy, cfg, jit_compile)
     lambdas = ista.penalty_weights(model)
-    keeper = tf_train.CheckpointKeeper(
-        here / "train", strategy, model=model, ema=trainer.ema, step=trainer.global_step
-    )
+    keeper = tf_train.CheckpointKeeper(here / "train", strategy, model=model, ema=trainer.ema, step=trainer.global_step)
     resumed = keeper.restore_latest()
     step = int(trainer.global_step.numpy())
     chief = tf_train.is_chief(strategy)  # under multi-worker training only the chief writes files
@@ -214,8 +216,7 @@ def run_stage(
         f"l1_penalty {cfg.l1_penalty}, lr {cfg.learning_rate}, batch {cfg.batch_size}"
         f"{f' = {cfg.accum_steps} x {cfg.batch_size // cfg.accum_steps}' if cfg.accum_steps > 1 else ''}, "
         f"{tf_train.describe(strategy)}, xla {'on' if jit_compile else 'off'}, sum lambda*C "
-        f"{ista.weight_edge_count(model):.2f}"
-        + (f"; resuming from {resumed} (step {step})" if resumed else "")
+        f"{ista.weight_edge_count(model):.2f}" + (f"; resuming from {resumed} (step {step})" if resumed else "")
     )
 
     # --- Train loop ---------------------------------------------------------------------------------
@@ -259,10 +260,7 @@ def run_stage(
                 on_step(step)
     except KeyboardInterrupt:
         keeper.save(step)
-        log(
-            f"interrupted: checkpoint of step {step} saved in {here / 'train'}; "
-            "run the same command to resume"
-        )
+        log(f"interrupted: checkpoint of step {step} saved in {here / 'train'}; run the same command to resume")
         raise
     finally:
         bar.close()

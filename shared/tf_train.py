@@ -68,6 +68,9 @@ def _workers_in_tf_config() -> int:
     return sum(len(cluster.get(role, [])) for role in ("chief", "worker"))
 
 
+_STRATEGIES_MADE: dict[tuple, tf.distribute.Strategy] = {}
+
+
 def make_strategy(kind: str = "auto", devices: Sequence[str] | None = None) -> tf.distribute.Strategy:
     """A tf.distribute strategy by name.
 
@@ -75,6 +78,10 @@ def make_strategy(kind: str = "auto", devices: Sequence[str] | None = None) -> t
     GPUs when there are several, OneDeviceStrategy on the single GPU, else the default strategy (one
     CPU replica). mirrored: MirroredStrategy over `devices` (default: the GPUs, else every logical
     CPU). multiworker: MultiWorkerMirroredStrategy (cluster from TF_CONFIG). default: no distribution.
+
+    One process gets one strategy object per (kind, devices): a second MirroredStrategy in the same
+    process numbers its collective ops from the start again, so when a later stage all-reduces tensors
+    of other shapes (a pruned model), TensorFlow aborts with "Shape mismatch in the collective instance".
     """
     if kind not in STRATEGIES:
         raise ValueError(f"unknown strategy {kind!r}; expected one of {STRATEGIES}")
@@ -85,16 +92,22 @@ def make_strategy(kind: str = "auto", devices: Sequence[str] | None = None) -> t
         elif len(gpus) > 1:
             kind = "mirrored"
         elif len(gpus) == 1:
-            return tf.distribute.OneDeviceStrategy(gpus[0].name)
+            kind, devices = "one_device", [gpus[0].name]
         else:
             kind = "default"
     if kind == "default":
         return tf.distribute.get_strategy()
-    if kind == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if devices is None:
+    if kind == "mirrored" and devices is None:
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-    return tf.distribute.MirroredStrategy(list(devices))
+    key = (kind, tuple(devices) if kind != "multiworker" else ())
+    if key not in _STRATEGIES_MADE:
+        if kind == "one_device":
+            _STRATEGIES_MADE[key] = tf.distribute.OneDeviceStrategy(devices[0])
+        elif kind == "multiworker":
+            _STRATEGIES_MADE[key] = tf.distribute.MultiWorkerMirroredStrategy()
+        else:
+            _STRATEGIES_MADE[key] = tf.distribute.MirroredStrategy(list(devices))
+    return _STRATEGIES_MADE[key]
 
 
 def describe(strategy: tf.distribute.Strategy) -> str:

@@ -82,9 +82,7 @@ class BatchNorm(tf.Module):
     def __init__(self, label: str, channels: int, *, scale: bool, center: bool, role: str):
         super().__init__(name=label.replace("/", "_"))
         self.label, self.role = label, role
-        self.decay = (
-            BN_DECAY  # a training setting (set before the step is traced), not part of the checkpoint
-        )
+        self.decay = BN_DECAY  # a training setting (set before the step is traced), not part of the checkpoint
         self.gamma = tf.Variable(tf.ones([channels]), name="gamma") if scale else None
         self.beta = tf.Variable(tf.zeros([channels]), name="beta") if center else None
         stat = {

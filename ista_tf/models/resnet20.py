@@ -32,12 +32,8 @@ class Block(tf.Module):
         self.c1 = Conv2D(f"{label}c1", mid, width, 3, role="block", seed=(seed, index + 1))
         self.c1_bn = BatchNorm(f"{label}c1/BatchNorm", width, scale=False, center=True, role="block")
         if stride != 1:
-            self.proj = Conv2D(
-                f"{label}proj", c_in, width, 2, stride=2, role="shortcut", seed=(seed, index + 2)
-            )
-            self.proj_bn = BatchNorm(
-                f"{label}proj/BatchNorm", width, scale=False, center=True, role="shortcut"
-            )
+            self.proj = Conv2D(f"{label}proj", c_in, width, 2, stride=2, role="shortcut", seed=(seed, index + 2))
+            self.proj_bn = BatchNorm(f"{label}proj/BatchNorm", width, scale=False, center=True, role="shortcut")
         else:
             self.proj = self.proj_bn = None
 

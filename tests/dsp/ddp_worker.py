@@ -37,7 +37,6 @@ def main():
     p.add_argument("out")
     p.add_argument("--dsp", action="store_true")
     p.add_argument("--accum", type=int, default=1)
-    p.add_argument("--steps", type=int, default=2, help="0: save the initial weights")
     args = p.parse_args()
     torch.set_num_threads(1)
     ctx = setup_distributed("cpu")
@@ -72,9 +71,7 @@ def main():
                 layer.group.copy_(torch.randn(layer.group.shape, generator=g))
     eval_loader = TensorLoader(data.images, data.labels, 32, ctx.device, CIFAR_MEAN, CIFAR_STD, train=False)
     calibrate_and_freeze_bn(model, next(iter(eval_loader))[0])
-    for step, (x, y) in enumerate(loader):
-        if step == args.steps:
-            break
+    for x, y in loader:
         if gw:
             gw.initialize()
         opt.zero_grad()

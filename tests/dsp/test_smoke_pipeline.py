@@ -14,19 +14,19 @@ pytestmark = [pytest.mark.torch, pytest.mark.realdata, pytest.mark.slow]
 
 
 def test_pipeline_on_cifar10_subset(cifar_dir, tmp_path, capsys):
-    common = ["-l", "20", "--data-dir", str(cifar_dir), "--save-dir", str(tmp_path), "-b", "64"]
-    # Two epochs over the 4,660 images; --lr 0.2 makes the authors' warm-up lr (lr / 4) 0.05.
-    assert cifar_pretrain.main(common + ["--epochs", "2", "--lr", "0.2"]) == 0
-    common += ["--train-limit", "2400"]
+    common = ["-l", "20", "--data-dir", str(cifar_dir), "--save-dir", str(tmp_path), "-b", "32"]
+    # Two epochs over 2,048 images at batch 32; --lr 0.2 makes the authors' warm-up lr (lr / 4) 0.05.
+    assert cifar_pretrain.main(common + ["--train-limit", "2048", "--epochs", "2", "--lr", "0.2"]) == 0
+    common += ["--train-limit", "1024"]
     assert cifar_dsp.main(common + ["-g", "4", "-r", "2e-3", "--epochs", "1"]) == 0
     assert (
-        cifar_finetune.main(common + ["-g", "4", "-p", "0.5", "--epochs", "1", "-c", "1", "--cascade-passes", "5"]) == 0
+        cifar_finetune.main(common + ["-g", "4", "-p", "0.5", "--epochs", "1", "-c", "1", "--cascade-passes", "3"]) == 0
     )
     pruned = tmp_path / "resnet20_P0g4c0.50.pkl"
     ckpt = load_checkpoint(pruned)
     assert ckpt["stage"] == "pruned" and ckpt["groups"] == 4
     assert abs(ckpt["pflops"] - 50.0) <= 1.0  # within 1 point of the FLOPs target
-    assert ckpt["best_acc"] > 25.0  # chance is 10 %
+    assert ckpt["best_acc"] > 20.0  # twice chance (10 %), about ten standard errors above it at n = 932
     capsys.readouterr()
     assert pack_main(["--ckpt", str(pruned), "--save", str(tmp_path / "packed.pt"), "--data-dir", str(cifar_dir)]) == 0
     out = capsys.readouterr().out

@@ -183,9 +183,7 @@ def test_interrupted_stage_resumes_to_the_same_result(tmp_path, digits_train):
 
     # a crash after step 6: the run resumes from the periodic checkpoint of step 4
     with pytest.raises(RuntimeError):
-        run_stage(
-            cfg, tmp_path / "run", 0, data, on_step=crash_at(6, RuntimeError("simulated crash")), log=print
-        )
+        run_stage(cfg, tmp_path / "run", 0, data, on_step=crash_at(6, RuntimeError("simulated crash")), log=print)
     assert tf.train.latest_checkpoint(tmp_path / "run_0" / "train").endswith("ckpt-4")
     # Ctrl-C after step 9: a checkpoint of step 9 is written on the way out
     with pytest.raises(KeyboardInterrupt):

@@ -45,9 +45,7 @@ def test_original_defaults_without_flags():
 @pytest.mark.parametrize("module", [cifar10_train, cifar10_eval, bench, demo])
 def test_help_explains_every_flag(module, capsys):
     parser = module.build_parser()
-    undocumented = [
-        a.option_strings for a in parser._actions if a.option_strings and not (a.help or "").strip()
-    ]
+    undocumented = [a.option_strings for a in parser._actions if a.option_strings and not (a.help or "").strip()]
     assert undocumented == []
     with pytest.raises(SystemExit) as exit_:
         module.main(["--help"])

@@ -41,18 +41,14 @@ def test_ista_sgd_is_plain_sgd_then_prox_with_lr_rho_lambda():
     assert np.count_nonzero(unit.bn.gamma.numpy() == 0) > 0
     # everything else (kernels, betas, the logits gamma with lambda = 0) got the plain SGD step only
     np.testing.assert_allclose(model.logits_bn.gamma.numpy(), before[model.logits_bn.gamma.ref()] - lr * 0.25)
-    np.testing.assert_allclose(
-        unit.conv.kernel.numpy(), before[unit.conv.kernel.ref()] - lr * 0.25, atol=1e-7
-    )
+    np.testing.assert_allclose(unit.conv.kernel.numpy(), before[unit.conv.kernel.ref()] - lr * 0.25, atol=1e-7)
 
 
 def test_ista_sgd_without_penalty_is_plain_sgd_and_rejects_negative_rho():
     model = ResNet20(seed=0)
     gamma = model.units()[0].bn.gamma
     gamma.assign(tf.fill(gamma.shape, 1e-3))
-    ista.IstaSGD(model.trainable_variables, model, 0.0)(
-        [tf.zeros_like(v) for v in model.trainable_variables], 0.1
-    )
+    ista.IstaSGD(model.trainable_variables, model, 0.0)([tf.zeros_like(v) for v in model.trainable_variables], 0.1)
     assert np.all(gamma.numpy() == np.float32(1e-3))
     with pytest.raises(ValueError, match="l1_penalty"):
         ista.IstaSGD(model.trainable_variables, model, -0.001)
@@ -79,9 +75,7 @@ def test_penalty_weights_resnet20_match_the_released_code():
 def test_penalty_weights_cnn4_match_the_released_code_including_its_quirks():
     model = build_model(full_arch("cnn4"))
     lambdas = ista.penalty_weights(model)
-    assert lambdas == pytest.approx(
-        {"conv1": 5.7607421875, "conv2": 4.28125, "conv3": 5.125, "fc1": 3.0107421875}
-    )
+    assert lambdas == pytest.approx({"conv1": 5.7607421875, "conv2": 4.28125, "conv3": 5.125, "fc1": 3.0107421875})
     assert ista.weight_edge_count(model) == pytest.approx(3515.16, abs=0.01)
     # quirk: conv3's add_to_cost uses a 3x3 area for fc1 (4x4 kernel): 384 * 9, not 384 * 16
     assert lambdas["conv3"] == pytest.approx((64 + 9 * 192 + 384 * 9) / 1024)

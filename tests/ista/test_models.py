@@ -76,9 +76,7 @@ def test_compressed_model_is_physically_smaller_and_counted_from_its_shapes():
     assert params == shared_flops.count(archs.ista_resnet20(result.widths_after), "ista-slim").params
     # a pruned c0 channel saves 9 C_in + 4 BN entries + 9 C_out: 292 (g0), 580 (g1b1/2), 868 (g2b0)
     assert 281_304 - params == 3 * 292 + 20 * 580 + 2 * 868
-    assert sum(int(np.prod(v.shape)) for v in compact.variables) < sum(
-        int(np.prod(v.shape)) for v in model.variables
-    )
+    assert sum(int(np.prod(v.shape)) for v in compact.variables) < sum(int(np.prod(v.shape)) for v in model.variables)
 
 
 def test_mixed_bfloat16_computes_in_bf16_with_float32_variables():

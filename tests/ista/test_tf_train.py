@@ -4,8 +4,6 @@ accumulated = one big batch, EMA rule, checkpoint resume of the keeper."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,9 +13,8 @@ pytestmark = pytest.mark.tf
 tf = pytest.importorskip("tensorflow")
 
 from ista_tf.models import CNN4  # noqa: E402
-from ista_tf.train import IstaTrainer, StageConfig  # noqa: E402
+from ista_tf.train import IstaTrainer, StageConfig, use_xla, xla_by_default  # noqa: E402
 from shared import tf_train  # noqa: E402
-from tests.conftest import REPO  # noqa: E402
 
 
 class TinyNet(tf.Module):
@@ -39,11 +36,7 @@ def _tiny_step(model, batch, accum):
         return (
             per_example,
             0.01 * tf.nn.l2_loss(model.kernel),
-            {
-                "correct": tf.reduce_sum(
-                    tf.cast(tf.argmax(model(x), 1, output_type=tf.int32) == y, tf.float32)
-                )
-            },
+            {"correct": tf.reduce_sum(tf.cast(tf.argmax(model(x), 1, output_type=tf.int32) == y, tf.float32))},
         )
 
     def apply_update(grads):
@@ -81,6 +74,10 @@ def test_accumulating_k_micro_batches_equals_one_big_batch():
         # each micro-batch reports its own mean loss; their mean is the big batch's
         assert np.mean(micro_losses) == pytest.approx(float(big_metrics["loss"]), abs=1e-5)
     assert correct == pytest.approx(float(big_metrics["correct"]))
+    # each compiled step was traced once: no retracing from call to call
+    assert big_step._accumulate_and_apply.experimental_get_tracing_count() == 1
+    assert small_step._accumulate.experimental_get_tracing_count() == 1
+    assert small_step._accumulate_and_apply.experimental_get_tracing_count() == 1
 
 
 def _ista_update(jit_compile: bool):
@@ -111,23 +108,29 @@ def test_xla_and_plain_steps_agree():
     assert zeros[0].size > 0, "the prox should have zeroed the small gammas"
 
 
-def test_two_cpu_replicas_agree_with_one_on_the_same_global_batch():
-    out = subprocess.run(
-        [sys.executable, "-m", "tests.ista.replica_check"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+def test_xla_auto_compiles_on_gpus_only():
+    # XLA's CPU convolutions are slower than oneDNN's (`python -m ista_tf.bench`), so auto leaves it off there
+    assert xla_by_default("gpu") and not xla_by_default("cpu")
+    assert use_xla("on") and not use_xla("off")
+    assert use_xla("auto") == (tf_train.device_kind() == "gpu")
+
+
+def test_two_cpu_replicas_agree_with_one_on_the_same_global_batch(replica_check):
+    # tests/ista/replica_check.py, in a fresh interpreter started in the background (conftest.py)
+    returncode, stdout, stderr = replica_check.result(timeout=300)
+    assert returncode == 0, stderr[-2000:]
+    result = json.loads(stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2 and result["steps"] == [1, 1]
     assert result["zeros"][0] == result["zeros"][1] > 0
     # global batch 9 split 4 + 5; the update moves weights by up to ~0.2, replicas agree to float noise
     assert result["largest_update"] > 0.05
     assert result["max_variable_diff"] < 5e-5 and result["max_average_diff"] < 5e-5
-    # a whole stage under MirroredStrategy: trains, prunes, writes and evaluates a smaller model
-    assert result["stage"]["steps"] == 6 and result["stage"]["params"] < 281_304
+    # two stages of a chain under MirroredStrategy in one process: train, prune, write, train the pruned
+    # model (all-reduces of other shapes), evaluate the smaller model
+    stage = result["stage"]
+    assert stage["steps"] == [6, 2] and stage["one_strategy"]
+    assert sum(stage["widths"][0]) < 96 + 192 + 192 + 384 and stage["widths"][1] == stage["widths"][0]
+    assert stage["params"] < 1_986_760
 
 
 def test_exponential_moving_average_follows_the_num_updates_rule():
