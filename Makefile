@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed-stamp
 export PYTHONUNBUFFERED := 1
 # Data folder for real-data runs (a folder containing cifar-10-batches-py/, or its parent); empty = digits.
 DATA_DIR ?= $(PRUNING_DATA_DIR)
+# Folder of the authors' released checkpoints (e.g. dsp/resnet56_g4.pt); empty = not available.
+CKPT_DIR ?= $(PRUNING_CHECKPOINT_DIR)
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-gpu test test-fast lint format demo data tables check check-imports clean
@@ -29,10 +31,10 @@ setup-gpu: ## GPU machines: .venv-torch (CUDA torch) and .venv-tf (tensorflow[an
 	bash scripts/setup_gpu.sh
 
 test: $(STAMP) ## run the whole test suite (fails when a test fails or none ran)
-	$(PY) -m pytest
+	PY="$(PY)" bash scripts/run_tests.sh
 
 test-fast: $(STAMP) ## the suite without the tests marked slow
-	$(PY) -m pytest -m "not slow"
+	PY="$(PY)" bash scripts/run_tests.sh -m "not slow"
 
 lint: $(STAMP) ## ruff check + format check
 	$(PY) -m ruff check .
@@ -47,7 +49,7 @@ check-imports: $(STAMP) ## shared/ must not import torch or tensorflow
 		bad = [m for m in ('torch', 'tensorflow') if m in sys.modules]; sys.exit(f'shared imported {bad}' if bad else 0)"
 
 demo: $(STAMP) ## the main job: every subproject's demo stage, then the results check and table
-	DATA_DIR="$(DATA_DIR)" bash scripts/demo.sh
+	DATA_DIR="$(DATA_DIR)" PRUNING_CHECKPOINT_DIR="$(CKPT_DIR)" bash scripts/demo.sh
 
 data: $(STAMP) ## put CIFAR-10 under data/ (download when online; ARCHIVE=... or FROM=... offline)
 	$(PY) -m shared.data cifar10 --out data $(if $(ARCHIVE),--archive $(ARCHIVE)) $(if $(FROM),--from $(FROM))

@@ -4,8 +4,9 @@
 
 Pretrain a ResNet-20 for a few epochs, learn 4 groups for one epoch, prune 50 % of the prunable-conv
 FLOPs and fine-tune briefly, pack to TorchScript, then print accuracy, FLOPs/params reductions and
-the packed model's speed next to the dense model's. CIFAR-10 when a data folder is given (option or
-$PRUNING_DATA_DIR), else the embedded digits set. A few minutes on 2 CPU cores; the numbers are a
+the packed model's speed next to the dense model's (and, when $PRUNING_CHECKPOINT_DIR holds the authors'
+released models, the speed of their ResNet-56 g=4 packed both ways). CIFAR-10 when a data folder is given
+(option or $PRUNING_DATA_DIR), else the embedded digits set. A few minutes on 2 CPU cores; the numbers are a
 smoke test of the machinery, not the paper's (that takes the full recipe: scripts/dsp/cifar10_table.sh).
 """
 
@@ -28,6 +29,7 @@ from dsp_torch.models import cifar_resnet
 from dsp_torch.pack import PackOptions, pack, packed_macs, to_torchscript
 from shared.demo_data import demo_dataset
 from shared.errors import main_guard
+from shared.paths import checkpoint_root
 
 
 def _median_seconds(fn, x, reps=5):
@@ -109,6 +111,19 @@ def main(argv=None) -> int:
         f"packed {128 / t_ours:.0f} img/s ({t_dense / t_ours:.2f}x dense, {t_opt / t_ours:.2f}x dense optimised; "
         "a one-epoch group learning leaves little structure to pack: see `make dsp-bench` for the released model)"
     )
+    released = checkpoint_root()
+    if released is not None and (released / "dsp" / "resnet56_g4.pt").is_file():
+        from dsp_torch.released import convert_released, load_released
+
+        path = released / "dsp" / "resnet56_g4.pt"
+        conv = convert_released(path)
+        ours = to_torchscript(pack(conv.model, PackOptions()))
+        times = [_median_seconds(m, x) for m in (cifar_resnet(56).eval(), load_released(path), ours)]
+        print(
+            f"released ResNet-56 g=4 (65 % fewer prunable-conv FLOPs), batch 128: dense {128 / times[0]:.0f} img/s, "
+            f"authors' packed {128 / times[1]:.0f} img/s ({times[0] / times[1]:.2f}x), ours packed "
+            f"{128 / times[2]:.0f} img/s ({times[0] / times[2]:.2f}x dense; `make dsp-bench` for paired medians)"
+        )
     return 0
 
 

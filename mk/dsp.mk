@@ -1,5 +1,4 @@
 # DSP, Dynamic Structure Pruning (Park et al., AAAI 2023): dsp_torch/ (PyTorch). Included by the Makefile.
-CKPT_DIR ?= $(PRUNING_CHECKPOINT_DIR)
 .PHONY: dsp-demo dsp-smoke dsp-cifar10-table dsp-imagenet-table dsp-bench dsp-released
 
 dsp-demo: $(STAMP) ## DSP: pretrain, group learning, prune 50 %, fine-tune, pack on the demo data (~2 min CPU)

@@ -35,6 +35,6 @@ echo "== this demo's run records (smoke runs: tiny data, never compared with the
 "$PY" -m shared.results records --no-default-records --records "$RECORDS"
 echo
 echo "== results check (committed records; the demo's smoke records are listed above) =="
-"$PY" -m shared.results check --records "$RECORDS" --only-run
+"$PY" -m shared.results check --records "$RECORDS" --only-run --brief
 "$PY" -m shared.results tables --records "$RECORDS" --out "$OUT"
 echo "demo finished in $((SECONDS - start)) s; outputs under $OUT (tables: $OUT/TABLES.md)"

@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     parser.add_argument("--tables", help="folder of reported-table YAML files (default: the packaged ones)")
     parser.add_argument("--paper", action="append", help="restrict to this paper (repeatable)")
     parser.add_argument("--only-run", action="store_true", help="check: hide rows no record covers")
+    parser.add_argument("--brief", action="store_true", help="check: list only the checks that are not consistent")
     parser.add_argument("--out", default="results", help="tables: output folder (default results/)")
     args = parser.parse_args(argv)
 
@@ -57,7 +58,8 @@ def main(argv=None) -> int:
             print(f"wrote {path}")
         return 0
     checks = [res for paper, table in tables.items() for res in run_checks(paper, table)]
-    print(format_report(comparisons, checks, notes, len(smoke), show_not_run=not args.only_run))
+    print(format_report(comparisons, checks, notes, len(smoke), show_not_run=not args.only_run,
+                        show_consistent=not args.brief))
     bad = sum(c.status == "mismatch" for c in comparisons) + sum(r.failed for r in checks)
     return 1 if bad else 0
 

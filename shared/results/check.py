@@ -259,7 +259,12 @@ def _fmt(x, digits=2):
 
 
 def format_report(
-    comparisons: list[Comparison], checks: list[CheckResult], notes: list[str], n_smoke: int, show_not_run: bool = True
+    comparisons: list[Comparison],
+    checks: list[CheckResult],
+    notes: list[str],
+    n_smoke: int,
+    show_not_run: bool = True,
+    show_consistent: bool = True,
 ) -> str:
     lines = []
     header = (
@@ -285,6 +290,8 @@ def format_report(
     )
     lines += ["", "== Consistency of the reported tables =="]
     for r in checks:
+        if r.consistent and not r.failed and not show_consistent:
+            continue
         lines.append(
             f"{r.paper:5} {r.status:22} {r.name}: reported {_fmt(r.reported, 4)}, recomputed "
             f"{_fmt(r.recomputed, 4)} (tol {r.tol:g}) = {r.detail}"

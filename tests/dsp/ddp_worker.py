@@ -81,6 +81,8 @@ def main():
             gw.after_step(x, y)
     if ctx.is_main:
         torch.save(model.state_dict(), args.out)
+    if ctx.distributed:
+        torch.distributed.barrier()  # no rank tears the group down while another still uses it
     cleanup_distributed()
 
 

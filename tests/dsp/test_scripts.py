@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -47,3 +48,14 @@ def test_imagenet_table_plan():
     assert sum("imagenet finetune" in c for c in plan) == 6
     assert any("imagenet dsp -a resnet50" in c and "--pretrained r50.pth" in c for c in plan)
     assert any("-a resnet18" in c and "-p 0.80" in c for c in plan)
+
+
+def test_run_tests_script_fails_when_no_test_runs(tmp_path):
+    env = {**os.environ, "PY": sys.executable, "TEST_GROUPS": "tests/shared/test_flops_golden.py"}
+    script = str(REPO / "scripts/run_tests.sh")
+    out = subprocess.run(
+        ["bash", script, "-q", "-k", "no_such_test"], cwd=REPO, capture_output=True, text=True, env=env
+    )
+    assert out.returncode != 0 and "FAILED" in out.stdout  # pytest exits 5 when nothing ran
+    out = subprocess.run(["bash", script, "-q", "-k", "golden"], cwd=REPO, capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and "passed" in out.stdout

@@ -39,7 +39,12 @@ def _run(out, *extra, nproc=None):
             str(out),
             *extra,
         ]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    for _attempt in range(2):  # a crashed launch (not a wrong result) is retried once
+        if nproc:
+            cmd[cmd.index("--master-port") + 1] = str(_free_port())
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        if proc.returncode == 0:
+            break
     assert proc.returncode == 0, proc.stderr[-3000:]
     return torch.load(out, weights_only=True)
 
