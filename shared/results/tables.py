@@ -54,7 +54,7 @@ def markdown(tables: dict[str, dict], comparisons: list[Comparison], smoke: list
 
 
 def plot(tables: dict[str, dict], comparisons: list[Comparison], out_dir: Path) -> list[Path]:
-    """Accuracy vs FLOPs reduction per paper: paper points (circles) and ours (crosses)."""
+    """Accuracy vs FLOPs reduction per paper, one panel per dataset: paper points (circles), ours (crosses)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,42 +62,46 @@ def plot(tables: dict[str, dict], comparisons: list[Comparison], out_dir: Path) 
 
     written = []
     for paper, table in tables.items():
-        pts_paper, pts_ours = [], []
         ours = {(c.row, c.metric): c.ours for c in comparisons if c.paper == paper and c.ours is not None}
+        panels: dict[str, dict[str, list]] = {}
         for row in table["rows"]:
             m = row["metrics"]
-            acc = m.get("top1")
-            red = m.get("flops_reduction_pct")
-            if acc is not None and red is not None:
-                pts_paper.append((red, acc, row["key"]))
+            panel = panels.setdefault(row["dataset"], {"paper": [], "ours": []})
+            if m.get("top1") is not None and m.get("flops_reduction_pct") is not None:
+                panel["paper"].append((m["flops_reduction_pct"], m["top1"], row["key"]))
             o_acc, o_red = ours.get((row["key"], "top1")), ours.get((row["key"], "flops_reduction_pct"))
             if o_acc is not None and o_red is not None:
-                pts_ours.append((o_red, o_acc, row["key"]))
-        if not pts_paper and not pts_ours:
+                panel["ours"].append((o_red, o_acc, row["key"]))
+        panels = {k: v for k, v in panels.items() if v["paper"] or v["ours"]}
+        if not panels:
             continue
-        fig, ax = plt.subplots(figsize=(6.4, 4.4))
-        if pts_paper:
-            ax.scatter(
-                [p[0] for p in pts_paper],
-                [p[1] for p in pts_paper],
-                marker="o",
-                facecolors="none",
-                edgecolors="C0",
-                label="paper / README",
-            )
-            for x, y, k in pts_paper:
-                ax.annotate(k.split("/", 1)[-1], (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points")
-        if pts_ours:
-            ax.scatter([p[0] for p in pts_ours], [p[1] for p in pts_ours], marker="x", color="C3", label="ours")
-        ax.set_xlabel("FLOPs reduction (%)")
-        ax.set_ylabel("top-1 accuracy (%)")
-        ax.set_title(f"{paper}: accuracy vs FLOPs reduction")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+        for ax, (dataset, pts) in zip(axes[0], panels.items()):
+            if pts["paper"]:
+                ax.scatter(
+                    [p[0] for p in pts["paper"]],
+                    [p[1] for p in pts["paper"]],
+                    marker="o",
+                    facecolors="none",
+                    edgecolors="C0",
+                    label="paper / README",
+                )
+                for x, y, k in pts["paper"]:
+                    label = "/".join(k.split("/")[1:])[:24]
+                    ax.annotate(label, (x, y), fontsize=6, xytext=(4, -8), textcoords="offset points")
+            if pts["ours"]:
+                ax.scatter(
+                    [p[0] for p in pts["ours"]], [p[1] for p in pts["ours"]], marker="x", color="C3", label="ours"
+                )
+            ax.set_xlabel("FLOPs reduction (%)")
+            ax.set_ylabel("top-1 accuracy (%)")
+            ax.set_title(f"{paper} / {dataset}")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
         fig.tight_layout()
         path = out_dir / "plots" / f"{paper}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
+        fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
     return written
