@@ -22,12 +22,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
-class CifarData:
+class TrainTestData:
+    """The loaders of a stage: anything iterable over (x, y) on the device, with len() and set_epoch()."""
+
     train: TensorLoader
     test: TensorLoader
     identity: dict  # what run records store about the test data
     num_classes: int
-    full_size: bool  # the official 50,000 / 10,000 split (a reproduction, not a smoke run)
+    full_size: bool  # the official full test set (a reproduction can be compared; else a smoke run)
 
 
 def cifar_loaders(
@@ -39,7 +41,7 @@ def cifar_loaders(
     seed: int = 0,
     train_limit: int | None = None,
     test_batch_size: int = 500,
-) -> CifarData:
+) -> TrainTestData:
     train = load_image_classification(dataset, "train", data_dir)
     test = load_image_classification(dataset, "test", data_dir)
     if train_limit:
@@ -53,7 +55,7 @@ def cifar_loaders(
         test.images, test.labels, test_batch_size, device, CIFAR_MEAN, CIFAR_STD, train=False, ctx=ctx
     )
     full = dataset == "cifar10" and len(train) == 50_000 and len(test) == 10_000
-    return CifarData(train_loader, test_loader, test.identity(), train.num_classes, full)
+    return TrainTestData(train_loader, test_loader, test.identity(), train.num_classes, full)
 
 
 def _balanced_subset(split: ArraySplit, n: int) -> ArraySplit:
@@ -153,7 +155,7 @@ def imagenet_loaders(
     workers: int = 8,
     image_size: int = 224,
     seed: int = 0,
-) -> CifarData:
+) -> TrainTestData:
     """Train: RandomResizedCrop + flip; val: Resize(size * 8/7) + CenterCrop (the torchvision recipe BiP uses).
 
     Sources are class-folder trees (ImageFolder order) or BiP-format `.lmdb` files."""
@@ -167,7 +169,7 @@ def imagenet_loaders(
         raise UserError(f"{train_source} and {val_source} have different class folders")
     num_classes = len(train_set.classes) if train_set.classes else 1000
     identity = {"name": "imagenet", "split": "val", "n": len(val_set), "source": str(val_source)}
-    return CifarData(
+    return TrainTestData(
         _DeviceLoader(train_set, batch_size, device, ctx, True, workers, seed),
         _DeviceLoader(val_set, batch_size, device, ctx, False, workers, seed),
         identity,

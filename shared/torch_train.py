@@ -89,10 +89,6 @@ def wrap_ddp(model: nn.Module, ctx: DistContext) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:
     """Sum a few scalars over ranks (e.g. correct / total counts for accuracy)."""
     if not ctx.distributed:
