@@ -2,8 +2,9 @@
 
     python -m dsp_torch.bench [--ckpt resnet56_g4.pt] [--batch-sizes 128 1] [--reps 15] [--device cpu]
 
-In one process, each repetition times every model once (in rotating order, after warm-up), so machine
-noise hits them alike; the table gives median images/s per model and the ratios of the medians.
+In one process, each repetition times every model once (in rotating order, after warm-up; each timed
+call follows an untimed one, so the model is measured warm, as when serving batch after batch), so
+machine noise hits them alike; the table gives median images/s per model and the ratios of the medians.
 Models (fp32, eval mode, no autograd):
 
 - dense (eager): the option-B ResNet-56 as PyTorch runs it by default: the reference of the target;
@@ -69,6 +70,7 @@ def time_models(models: dict, batch: int, reps: int, warmup: int, device: torch.
         names = list(models)
         for r in range(reps):
             for k in names[r % len(names) :] + names[: r % len(names)]:
+                models[k](x)  # one untimed call first: time the model warm, as in steady serving
                 sync()
                 t = time.perf_counter()
                 models[k](x)
