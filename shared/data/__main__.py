@@ -5,6 +5,10 @@ python -m shared.data cifar10 --out DIR --archive cifar-10-python.tar.gz
 python -m shared.data cifar10 --out DIR --from /some/cifar-10-batches-py
 python -m shared.data cifar100 --out DIR
 python -m shared.data digits                            # summary of the embedded set
+python -m shared.data tinyimagenet --root tiny-imagenet-200 [--lmdb-out DIR]
+python -m shared.data imagenet-sort-val --val-dir val --solution LOC_val_solution.csv --out val_sorted
+python -m shared.data folder2lmdb --root train --out train.lmdb      # BiP's LMDB format
+python -m shared.data lmdb-info train.lmdb
 """
 
 from __future__ import annotations
