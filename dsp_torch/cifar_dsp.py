@@ -36,8 +36,7 @@ def run(args) -> int:
     validate_dsp(args)
     check_groups(cifar_resnet(args.layers), args.groups)  # bad -l / -g before any data is read
     variant = dsp_variant(args, depth=args.layers, shortcut="B")
-    runner = StageRunner(args, "dsp", f"resnet{args.layers}_G{args.device}g{args.groups}.pkl", variant)
-    try:
+    with StageRunner(args, "dsp", f"resnet{args.layers}_G{args.device}g{args.groups}.pkl", variant) as runner:
         if runner.finished_already():
             return 0
         src = args.ckpt or str(runner.save_dir / f"resnet{args.layers}.pkl")
@@ -46,8 +45,6 @@ def run(args) -> int:
         model = model_from_checkpoint(ckpt, src)
         fit_group_learning(runner, model, ckpt["arch"], {**vars(args), "stage": "dsp", "source": src}, variant)
         return 0
-    finally:
-        runner.close()
 
 
 @main_guard

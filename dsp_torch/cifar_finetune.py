@@ -69,8 +69,7 @@ def run(args) -> int:
     check_groups(cifar_resnet(args.layers), args.groups)
     variant = finetune_variant(args, depth=args.layers, shortcut="B")
     name = f"resnet{args.layers}_P{args.device}g{args.groups}c{args.prune:.2f}.pkl"
-    runner = StageRunner(args, "finetune", name, variant)
-    try:
+    with StageRunner(args, "finetune", name, variant) as runner:
         if runner.finished_already():
             return 0
         src = args.ckpt or str(runner.save_dir / f"resnet{args.layers}_G{args.device}g{args.groups}.pkl")
@@ -84,8 +83,6 @@ def run(args) -> int:
             row=f"cifar10/resnet{args.layers}/g{args.groups}",
         )
         return 0
-    finally:
-        runner.close()
 
 
 @main_guard

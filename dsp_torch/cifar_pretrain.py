@@ -31,15 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args) -> int:
     check_depth(args.layers)  # before any data is read
-    runner = StageRunner(args, "pretrain", f"resnet{args.layers}.pkl", {"depth": args.layers, "shortcut": "B"})
-    try:
+    with StageRunner(args, "pretrain", f"resnet{args.layers}.pkl", {"depth": args.layers, "shortcut": "B"}) as runner:
         if not runner.finished_already():
             model = cifar_resnet(args.layers, runner.data.num_classes)  # after the runner seeded the RNGs
             arch = {"family": "cifar", "depth": args.layers, "num_classes": runner.data.num_classes}
             fit_pretrain(runner, model, arch, {**vars(args), "stage": "pretrain"})
         return 0
-    finally:
-        runner.close()
 
 
 @main_guard

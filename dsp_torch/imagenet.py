@@ -124,8 +124,7 @@ def run(args) -> int:
     ctx = setup_distributed(args.device_type)
     data = _data(args, ctx, ctx.device)
     arch["num_classes"] = data.num_classes
-    runner = StageRunner(args, args.command, name, variant, data=data)
-    try:
+    with StageRunner(args, args.command, name, variant, data=data) as runner:
         if runner.finished_already():
             return 0
         config = {**vars(args), "stage": args.command}
@@ -147,8 +146,6 @@ def run(args) -> int:
                 row=f"imagenet/{args.arch}/g{args.groups}/p{p:.2f}",
             )
         return 0
-    finally:
-        runner.close()
 
 
 def evaluate(args) -> int:

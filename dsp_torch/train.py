@@ -354,6 +354,12 @@ class StageRunner:
     def close(self) -> None:
         cleanup_distributed()
 
+    def __enter__(self) -> StageRunner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def cosine(optimizer, t_max: int):
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, t_max)
