@@ -17,17 +17,9 @@
 #   DRY_RUN=1 bash scripts/dsp/cifar10_table.sh                       # print the commands only
 # Finished stages are skipped (each command says so), interrupted ones resume: rerun to continue.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-PY=${PY:-.venv/bin/python}
-DATA_DIR=${DATA_DIR:-${PRUNING_DATA_DIR:-}}
-SMOKE=${SMOKE:-0}
-DRY_RUN=${DRY_RUN:-0}
+# shellcheck source=../common.sh
+source "$(dirname "$0")/../common.sh"
 TORCHRUN=${TORCHRUN:-}  # e.g. "torchrun --nproc_per_node 4" for DDP; empty: one process
-
-run() {
-  echo "+ $*"
-  if [ "$DRY_RUN" != 1 ]; then "$@"; fi
-}
 
 declare -A LAMBDA=([20]=2e-3 [56]=5e-4)
 declare -A RATE=([20_4]=0.63 [20_3]=0.62 [20_2]=0.61 [56_4]=0.65 [56_3]=0.64 [56_2]=0.63)

@@ -11,16 +11,9 @@
 #   SMOKE=1 bash scripts/dsp/imagenet_table.sh      # ResNet-18, a generated 2-class image folder, 32 px
 #   DRY_RUN=1 bash scripts/dsp/imagenet_table.sh    # print the commands only
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-PY=${PY:-.venv/bin/python}
-SMOKE=${SMOKE:-0}
-DRY_RUN=${DRY_RUN:-0}
+# shellcheck source=../common.sh
+source "$(dirname "$0")/../common.sh"
 TORCHRUN=${TORCHRUN:-}
-
-run() {
-  echo "+ $*"
-  if [ "$DRY_RUN" != 1 ]; then "$@"; fi
-}
 
 declare -A RATES=([resnet18]="0.60 0.70 0.80" [resnet50]="0.70 0.80 0.90")
 declare -A WEIGHTS=([resnet18]="${R18_WEIGHTS:-}" [resnet50]="${R50_WEIGHTS:-}")

@@ -3,9 +3,8 @@
 # P.FLOPS / P.PARAMS recounted) and write released-model run records (default results/records).
 #   DATA_DIR=... CKPT_DIR=.../checkpoints bash scripts/dsp/released_models.sh
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-PY=${PY:-.venv/bin/python}
-DATA_DIR=${DATA_DIR:-${PRUNING_DATA_DIR:-}}
+# shellcheck source=../common.sh
+source "$(dirname "$0")/../common.sh"
 CKPT_DIR=${CKPT_DIR:-${PRUNING_CHECKPOINT_DIR:-}}
 RECORDS=${RECORDS:-results/records}
 if [ -z "$DATA_DIR" ] || [ -z "$CKPT_DIR" ]; then

@@ -17,16 +17,8 @@
 #   DRY_RUN=1 bash scripts/ista/cifar10_readme.sh                   # print the commands only
 # A finished stage is not retrained (its command says so and exits 0), so a rerun continues a chain.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-PY=${PY:-.venv/bin/python}
-DATA_DIR=${DATA_DIR:-${PRUNING_DATA_DIR:-}}
-SMOKE=${SMOKE:-0}
-DRY_RUN=${DRY_RUN:-0}
-
-run() {
-  echo "+ $*"
-  if [ "$DRY_RUN" != 1 ]; then "$@"; fi
-}
+# shellcheck source=../common.sh
+source "$(dirname "$0")/../common.sh"
 
 if [ "$SMOKE" = 1 ]; then
   TRAIN_DIR=${TRAIN_DIR:-runs/ista/smoke/$(date +%Y%m%d-%H%M%S)/cifar10_train}

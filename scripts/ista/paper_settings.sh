@@ -21,16 +21,8 @@
 #   SMOKE=1 bash scripts/ista/paper_settings.sh    # 30 steps per stage on DATA_DIR or digits
 #   DRY_RUN=1 bash scripts/ista/paper_settings.sh  # print the commands only
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-PY=${PY:-.venv/bin/python}
-DATA_DIR=${DATA_DIR:-${PRUNING_DATA_DIR:-}}
-SMOKE=${SMOKE:-0}
-DRY_RUN=${DRY_RUN:-0}
-
-run() {
-  echo "+ $*"
-  if [ "$DRY_RUN" != 1 ]; then "$@"; fi
-}
+# shellcheck source=../common.sh
+source "$(dirname "$0")/../common.sh"
 
 if [ "$SMOKE" = 1 ]; then
   OUT=${OUT:-runs/ista/paper_smoke/$(date +%Y%m%d-%H%M%S)}
