@@ -19,6 +19,10 @@ class MalformedError(UserError):
     """A data file (run record, reported table, checkpoint) does not have the expected form."""
 
 
+class WriteFailed(UserError):
+    """An output could not be written (read-only folder, no space left, a file where a folder should be)."""
+
+
 EXIT_USER_ERROR = 2
 
 

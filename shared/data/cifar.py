@@ -111,40 +111,100 @@ def find_cifar_folder(root: str | Path | None, name: str = "cifar10") -> Path:
     raise UserError(f"no {name} batch files under {base}: expected {layout.folder}/ with {wanted}")
 
 
-def _read_batch(path: Path, layout: CifarLayout) -> tuple[np.ndarray, np.ndarray]:
+class _BatchUnpickler(safe_pickle.RestrictedUnpickler):
+    """The restricted unpickler, plus `bytes`: a protocol-2 pickle of an empty uint8 array (a valid
+    batch of 0 images) rebuilds its buffer with `__builtin__.bytes()`."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in (("__builtin__", "bytes"), ("builtins", "bytes")):
+            return bytes
+        return super().find_class(module, name)
+
+
+def _unpickle(path: Path, what: str):
     try:
         with open(path, "rb") as f:
-            batch = safe_pickle.load(f, encoding="latin1")
-    except (EOFError, pickle.UnpicklingError, ValueError, OSError) as err:
-        raise MalformedError(f"{path}: cannot read CIFAR batch file (truncated or corrupt?): {err}") from err
+            return _BatchUnpickler(f, encoding="latin1").load()
+    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError) as err:
+        raise MalformedError(f"{path}: cannot read {what} (truncated or corrupt?): {err}") from err
+    except OSError as err:
+        raise MalformedError(f"{path}: cannot read {what}: {err.strerror or err}") from err
+
+
+def _field_array(path: Path, key: str, value) -> np.ndarray:
+    """`value` as a numpy array; a ragged list (rows of different lengths) is a MalformedError."""
+    try:
+        return np.asarray(value)
+    except ValueError as err:
+        raise MalformedError(f"{path}: field {key!r} is ragged (its rows have different lengths)") from err
+
+
+def _labels(path: Path, key: str, value, n_images: int, num_classes: int) -> np.ndarray:
+    """The labels as int64 (N,): whole numbers in [0, num_classes), one per image."""
+    raw = _field_array(path, key, value)
+    if raw.ndim != 1:
+        raise MalformedError(
+            f"{path}: field {key!r} must be a flat list of {n_images} labels, got an array of shape {raw.shape}"
+        )
+    if raw.size and raw.dtype.kind not in "iuf":  # strings, objects, booleans
+        first = raw.flat[0].item() if hasattr(raw.flat[0], "item") else raw.flat[0]
+        raise MalformedError(
+            f"{path}: field {key!r} must hold integer labels, got {type(first).__name__} values such as {first!r:.40}"
+        )
+    if raw.dtype.kind == "f":
+        bad = ~np.isfinite(raw) | (raw != np.round(raw))
+        if bad.any():
+            i = int(np.argmax(bad))
+            got = raw[i].item()
+            raise MalformedError(f"{path}: field {key!r} must hold whole-number labels, got {got} at index {i}")
+    labels = raw.astype(np.int64)
+    if labels.shape != (n_images,):
+        raise MalformedError(f"{path}: field {key!r} has {labels.size} labels for {n_images} images")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        i = int(np.argmax((labels < 0) | (labels >= num_classes)))
+        raise MalformedError(f"{path}: field {key!r}: label {labels[i]} at index {i} is outside [0, {num_classes})")
+    return labels
+
+
+def _read_batch(path: Path, layout: CifarLayout) -> tuple[np.ndarray, np.ndarray]:
+    batch = _unpickle(path, "CIFAR batch file")
     if not isinstance(batch, dict):
         raise MalformedError(f"{path}: expected a pickled dict, got {type(batch).__name__}")
     for key in ("data", layout.label_key):
         if key not in batch:
             raise MalformedError(f"{path}: field {key!r} is missing")
-    data = np.asarray(batch["data"])
-    labels = np.asarray(batch[layout.label_key], dtype=np.int64)
+    data = _field_array(path, "data", batch["data"])
+    if data.size == 0 and data.ndim == 1:  # an empty batch written as an empty list
+        data = np.zeros((0, 3072), np.uint8)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise MalformedError(f"{path}: field 'data' must be uint8 (N, 3072), got {data.dtype} {data.shape}")
-    if labels.shape != (data.shape[0],):
-        raise MalformedError(f"{path}: field {layout.label_key!r} has {labels.size} labels for {len(data)} images")
-    if labels.size and (labels.min() < 0 or labels.max() >= layout.num_classes):
-        raise MalformedError(f"{path}: labels outside [0, {layout.num_classes})")
+        raise MalformedError(
+            f"{path}: field 'data' must be a uint8 array of shape (N, 3072), got {data.dtype} {data.shape}"
+        )
+    labels = _labels(path, layout.label_key, batch[layout.label_key], len(data), layout.num_classes)
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # planar RGB -> NHWC
     return np.ascontiguousarray(images), labels
 
 
 def _class_names(folder: Path, layout: CifarLayout) -> tuple[str, ...]:
+    """Class names from the meta file; numbers when it is absent. A corrupt meta file is an error."""
     meta = folder / layout.meta_file
-    if meta.is_file():
-        try:
-            with open(meta, "rb") as f:
-                names = safe_pickle.load(f, encoding="latin1").get(layout.names_key)
-            if names and len(names) == layout.num_classes:
-                return tuple(str(n) for n in names)
-        except (EOFError, pickle.UnpicklingError, AttributeError, OSError):
-            pass
-    return tuple(str(i) for i in range(layout.num_classes))
+    if not meta.is_file():
+        return tuple(str(i) for i in range(layout.num_classes))
+    obj = _unpickle(meta, "the CIFAR meta file")
+    if not isinstance(obj, dict):
+        raise MalformedError(f"{meta}: expected a pickled dict, got {type(obj).__name__}")
+    names = obj.get(layout.names_key)
+    if (
+        not isinstance(names, (list, tuple))
+        or len(names) != layout.num_classes
+        or not all(isinstance(n, (str, bytes)) for n in names)
+    ):
+        got = f"{type(names).__name__} of length {len(names)}" if hasattr(names, "__len__") else f"{names!r}"
+        got = "nothing (the field is missing)" if names is None else got
+        raise MalformedError(
+            f"{meta}: field {layout.names_key!r} must be a list of {layout.num_classes} class names, got {got:.80}"
+        )
+    return tuple(n.decode("latin1") if isinstance(n, bytes) else n for n in names)
 
 
 def load_cifar(root: str | Path | None, name: str = "cifar10", split: str = "train") -> ArraySplit:

@@ -26,8 +26,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.data.lmdb_store import COMMIT_EVERY, write_lmdb
+from shared.data.lmdb_store import COMMIT_EVERY, _raw_bytes, decode_rgb, write_lmdb
 from shared.errors import MalformedError, UserError
+from shared.paths import ensure_folder
 
 # torchvision.datasets.folder.IMG_EXTENSIONS (matched case-insensitively, as torchvision does)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -39,6 +40,15 @@ WNID_RE = re.compile(r"n\d{8}\Z", re.ASCII)
 
 def is_image_file(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def looks_like_image(head: bytes) -> bool:
+    """True when the first bytes of a file carry the signature of a format in IMAGE_EXTENSIONS."""
+    return (
+        head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*"))
+        or (len(head) >= 2 and head[:1] == b"P" and head[1:2] in b"123456")  # PBM/PGM/PPM
+        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+    )
 
 
 def _preview(items: Sequence, n: int = 5) -> str:
@@ -102,13 +112,46 @@ def folder_to_lmdb(
     expected_classes: Sequence[str] | None = None,
     commit_every: int = COMMIT_EVERY,
     progress: Callable[[int], None] | None = None,
+    verify: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> tuple[int, list[str]]:
-    """BiP's `folder2lmdb`: pack an ImageFolder tree into a single-file LMDB. Returns (count, classes)."""
+    """BiP's `folder2lmdb`: pack an ImageFolder tree into a single-file LMDB. Returns (count, classes).
+
+    Files are selected by extension, as torchvision does. A selected file that does not start with an
+    image signature is packed (BiP would pack it too) and reported through `warn` (default: a Python
+    warning); with `verify=True` every file is decoded and one that is not an image is refused.
+    """
     out = Path(out_path).expanduser()
     if out.exists():  # fail before listing a large tree
         raise UserError(f"{out} already exists; not overwriting it")
+    ensure_folder(out.parent, "output")
     samples, classes = imagefolder_samples(root, expected_classes)
-    n = write_lmdb(samples, out, commit_every=commit_every, progress=progress)
+    suspects: list[Path] = []
+
+    def checked():
+        for path, label in samples:
+            raw = _raw_bytes(path)
+            if verify:
+                try:
+                    decode_rgb(raw, str(path))
+                except MalformedError as err:
+                    raise UserError(f"{err} (--verify refuses files that are not images)") from err
+            elif not looks_like_image(raw[:16]):
+                suspects.append(path)
+            yield raw, label
+
+    n = write_lmdb(checked(), out, commit_every=commit_every, progress=progress)
+    if suspects:
+        message = (
+            f"{len(suspects)} file(s) under {root} named like images do not look like images and were packed "
+            f"anyway: {_preview([str(p) for p in suspects])}; use --verify to refuse them"
+        )
+        if warn is None:
+            import warnings
+
+            warnings.warn(message, stacklevel=2)
+        else:
+            warn(message)
     return n, classes
 
 

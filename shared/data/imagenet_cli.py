@@ -3,7 +3,7 @@
     python -m shared.data tinyimagenet --root tiny-imagenet-200 [--lmdb-out DIR]
     python -m shared.data imagenet-sort-val --val-dir ILSVRC/Data/CLS-LOC/val \\
         --solution LOC_val_solution.csv --out imagenet/val [--move]
-    python -m shared.data folder2lmdb --root imagenet/train --out imagenet/train.lmdb
+    python -m shared.data folder2lmdb --root imagenet/train --out imagenet/train.lmdb [--verify]
     python -m shared.data folder2lmdb --root imagenet/val --out imagenet/val.lmdb \\
         --classes-from imagenet/train
     python -m shared.data lmdb-info imagenet/val.lmdb [--all]
@@ -72,13 +72,26 @@ def _add_folder2lmdb(sub):
     p.add_argument("--root", required=True, help="folder with one sub-folder per class")
     p.add_argument("--out", required=True, help="the .lmdb file to create (must not exist)")
     p.add_argument("--classes-from", help="require the class folders of this folder (e.g. train/ for val/)")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="decode every image and refuse a file that is not one (slower; without it such files are "
+        "packed, as BiP's folder2lmdb does, with a warning)",
+    )
 
     def run(args):
         from shared.data.imagenet import folder_to_lmdb, imagefolder_classes
 
         expected = imagefolder_classes(args.classes_from) if args.classes_from else None
         progress = _progress(args.out)
-        n, classes = folder_to_lmdb(args.root, args.out, expected_classes=expected, progress=progress)
+        n, classes = folder_to_lmdb(
+            args.root,
+            args.out,
+            expected_classes=expected,
+            progress=progress,
+            verify=args.verify,
+            warn=lambda message: print(f"warning: {message}", file=sys.stderr, flush=True),
+        )
         print(f"wrote {args.out} ({n} records, {len(classes)} classes)")
 
     p.set_defaults(run=run)

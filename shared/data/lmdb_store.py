@@ -23,6 +23,7 @@ Values are still pickles: only read LMDB files from sources you trust.
 
 from __future__ import annotations
 
+import errno
 import io
 import numbers
 import os
@@ -35,6 +36,7 @@ import numpy as np
 
 from shared import safe_pickle
 from shared.errors import MalformedError, UserError
+from shared.paths import ensure_folder, write_failure
 
 KEYS_KEY = b"__keys__"
 LEN_KEY = b"__len__"
@@ -92,14 +94,15 @@ def write_lmdb(
         raise UserError(f"{out} already exists; not overwriting it (remove it or choose another --out)")
     if commit_every < 1:
         raise UserError(f"commit_every must be >= 1, got {commit_every}")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(out.parent, "output")
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     tmp_lock = Path(f"{tmp}-lock")
     for leftover in (tmp, tmp_lock):
         leftover.unlink(missing_ok=True)  # our own pid's leftovers from an earlier crash
-    env = lmdb.open(str(tmp), subdir=False, map_size=map_size, readonly=False, meminit=False, map_async=True)
     n = 0
+    env = None
     try:
+        env = lmdb.open(str(tmp), subdir=False, map_size=map_size, readonly=False, meminit=False, map_async=True)
         txn = env.begin(write=True)
         for item, label in samples:
             where = item if not isinstance(item, (bytes, bytearray, memoryview)) else f"sample {n}"
@@ -121,13 +124,32 @@ def write_lmdb(
         os.replace(tmp, out)
     except lmdb.MapFullError as err:
         raise UserError(f"{out}: the LMDB map is full after {n} records; pass a larger map_size") from err
+    except lmdb.Error as err:  # py-lmdb's errors carry the C library's errno text, not an errno
+        raise write_failure(out, _lmdb_os_error(err), "LMDB") from err
+    except OSError as err:
+        raise write_failure(out, err, "LMDB") from err
     finally:
-        env.close()
+        if env is not None:
+            env.close()
         tmp.unlink(missing_ok=True)
         tmp_lock.unlink(missing_ok=True)
     if progress is not None:
         progress(n)
     return n
+
+
+def _lmdb_os_error(err: lmdb.Error) -> OSError:
+    """py-lmdb's error as an OSError with the errno its message names (for `write_failure`)."""
+    text = str(err)
+    for code, words in (
+        (errno.ENOSPC, "No space left"),
+        (errno.EROFS, "Read-only file system"),
+        (errno.EACCES, "Permission denied"),
+        (errno.ENOTDIR, "Not a directory"),
+    ):
+        if words in text:
+            return OSError(code, text)
+    return OSError(None, text)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -208,7 +230,7 @@ class LmdbImageDataset:
 
     def _read_meta(self) -> tuple[int, list[bytes]]:
         with self._txn() as txn:
-            raw_len, raw_keys = txn.get(LEN_KEY), txn.get(KEYS_KEY)
+            raw_len, raw_keys = self._get(txn, LEN_KEY), self._get(txn, KEYS_KEY)
         if raw_len is None:
             raise MalformedError(f"{self.path}: no __len__ key; not a BiP-format LMDB (folder2lmdb)")
         if raw_keys is None:
@@ -222,6 +244,12 @@ class LmdbImageDataset:
         if len(keys) != length:
             raise MalformedError(f"{self.path}: __keys__ has {len(keys)} keys but __len__ says {length}")
         return length, keys
+
+    def _get(self, txn, key: bytes) -> bytes | None:
+        try:
+            return txn.get(key)
+        except lmdb.Error as err:  # e.g. CorruptedError: a damaged page of a file of the right size
+            raise MalformedError(f"{self.path}: corrupt LMDB, cannot read key {key!r}: {err}") from err
 
     def _txn(self):
         if self._env is None:
@@ -246,7 +274,7 @@ class LmdbImageDataset:
     def __getitem__(self, i: int) -> tuple[bytes, int]:
         key = self.key(i)
         with self._txn() as txn:
-            value = txn.get(key)
+            value = self._get(txn, key)
         if value is None:
             raise MalformedError(f"{self.path}: key {key!r} (sample {i}) listed in __keys__ is missing")
         record = _unpickle(value, self.path, f"value of key {key!r}")

@@ -150,3 +150,86 @@ def test_safe_pickle_roundtrip_numpy():
     pickle.dump({"w": arr, "n": 3}, buf, protocol=4)
     out = safe_pickle.loads(buf.getvalue())
     np.testing.assert_array_equal(out["w"], arr)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Malformed batch and meta files: one message naming the file and the field
+# ----------------------------------------------------------------------------------------------------
+
+
+def _replace_test_batch(folder, batch, protocol=2):
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump(batch, f, protocol=protocol)
+
+
+GOOD_DATA = np.zeros((2, 3072), np.uint8)
+
+
+@pytest.mark.parametrize(
+    "batch,message",
+    [
+        ({"data": GOOD_DATA, "labels": ["cat", "dog"]}, r"field 'labels' must hold integer labels, got str .*'cat'"),
+        ({"data": [[0] * 3072, [0] * 5], "labels": [1, 2]}, r"field 'data' is ragged"),
+        ({"data": GOOD_DATA, "labels": [1.0, 3.5]}, r"must hold whole-number labels, got 3.5 at index 1"),
+        ({"data": GOOD_DATA, "labels": [[1], [2]]}, r"field 'labels' must be a flat list of 2 labels, got .*\(2, 1\)"),
+        ({"data": GOOD_DATA, "labels": [1, 2, 3]}, r"field 'labels' has 3 labels for 2 images"),
+        ({"data": GOOD_DATA, "labels": [1, 10]}, r"field 'labels': label 10 at index 1 is outside \[0, 10\)"),
+        ({"data": GOOD_DATA, "labels": [True, False]}, r"field 'labels' must hold integer labels, got bool"),
+        ({"data": GOOD_DATA.astype(np.int64), "labels": [1, 2]}, r"field 'data' must be a uint8 array .*int64"),
+        ({"labels": [1, 2]}, r"field 'data' is missing"),
+        ([GOOD_DATA], r"expected a pickled dict, got list"),
+    ],
+)
+def test_malformed_batch_fields(tmp_path, batch, message):
+    folder, _ = make_fake_cifar10(tmp_path)
+    _replace_test_batch(folder, batch)
+    with pytest.raises(MalformedError, match=r"test_batch: " + message):
+        cifar.load_cifar(tmp_path, "cifar10", "test")
+
+
+def test_whole_number_float_labels_are_read_exactly(tmp_path):
+    folder, _ = make_fake_cifar10(tmp_path)
+    _replace_test_batch(folder, {"data": GOOD_DATA, "labels": np.array([9.0, 0.0])})
+    assert cifar.load_cifar(tmp_path, "cifar10", "test").labels.tolist() == [9, 0]
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+@pytest.mark.parametrize("data", [np.zeros((0, 3072), np.uint8), []])
+def test_empty_batch_is_valid(tmp_path, protocol, data):
+    # protocol 2 rebuilds an empty array's buffer with __builtin__.bytes(), which must not be refused
+    folder, _ = make_fake_cifar10(tmp_path, n_per_file=3)
+    _replace_test_batch(folder, {"data": data, "labels": []}, protocol=protocol)
+    assert len(cifar.load_cifar(tmp_path, "cifar10", "test")) == 0
+    assert len(cifar.load_cifar(tmp_path, "cifar10", "train")) == 15
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"\x80\x02}q\x00(X", r"batches.meta: cannot read the CIFAR meta file \(truncated or corrupt\?\)"),
+        (pickle.dumps(["airplane"]), r"batches.meta: expected a pickled dict, got list"),
+        (pickle.dumps({"label_names": 5}), r"batches.meta: field 'label_names' must be a list of 10 class names"),
+        (pickle.dumps({"label_names": ["a"] * 9}), r"field 'label_names' must be a list of 10 .* length 9"),
+        (pickle.dumps({"other": 1}), r"field 'label_names' .* got nothing \(the field is missing\)"),
+    ],
+)
+def test_corrupt_meta_file(tmp_path, content, message):
+    folder, _ = make_fake_cifar10(tmp_path)
+    (folder / "batches.meta").write_bytes(content)
+    with pytest.raises(MalformedError, match=message):
+        cifar.load_cifar(tmp_path, "cifar10", "test")
+
+
+def test_missing_meta_file_gives_numbered_classes(tmp_path):
+    folder, _ = make_fake_cifar10(tmp_path)
+    (folder / "batches.meta").unlink()
+    assert cifar.load_cifar(tmp_path, "cifar10", "test").classes == tuple(str(i) for i in range(10))
+
+
+def test_malformed_batch_through_the_cli_is_one_line(tmp_path, capsys):
+    make_fake_cifar10(tmp_path / "mine")
+    _replace_test_batch(tmp_path / "mine" / "cifar-10-batches-py", {"data": GOOD_DATA, "labels": ["a", "b"]})
+    rc = data_main(["cifar10", "--out", str(tmp_path / "out"), "--from", str(tmp_path / "mine")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "test_batch: field 'labels'" in err and err.count("\n") == 1
+    assert not (tmp_path / "out" / "cifar-10-batches-py").exists()

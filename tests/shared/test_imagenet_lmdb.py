@@ -390,3 +390,85 @@ def test_cli_sort_val(tmp_path, capsys):
     rc = data_main(args[:-1] + [str(tmp_path / "o3")])
     err = capsys.readouterr().err
     assert rc == 2 and "are missing" in err and err.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------------------------------
+# Damaged files, outputs that cannot be written, files that are not images
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_corrupted_data_page_of_the_same_size(tmp_path):
+    make_image_folder(tmp_path / "tree", {"a": 20, "b": 20})  # 40 records over several 4 KiB pages
+    out = tmp_path / "x.lmdb"
+    imagenet.folder_to_lmdb(tmp_path / "tree", out)
+    data = bytearray(out.read_bytes())
+    page = 2  # the first data page after the two meta pages: a branch or leaf of the main tree
+    data[page * 4096 : (page + 1) * 4096] = np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes()
+    bad = tmp_path / "bad.lmdb"
+    bad.write_bytes(bytes(data))
+    assert bad.stat().st_size == out.stat().st_size  # the header check cannot see it
+    with pytest.raises(MalformedError, match=r"bad.lmdb: corrupt LMDB, cannot read key"):
+        with LmdbImageDataset(bad) as ds:
+            for i in range(len(ds)):
+                ds[i]
+
+
+def test_folder2lmdb_out_under_a_file(tmp_path, capsys):
+    make_image_folder(tmp_path / "train", {"a": 1})
+    (tmp_path / "plain").write_text("a file")
+    rc = data_main(["folder2lmdb", "--root", str(tmp_path / "train"), "--out", str(tmp_path / "plain" / "t.lmdb")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert f"{tmp_path / 'plain'} is a file, not a folder" in err
+    assert (tmp_path / "plain").read_text() == "a file"
+
+
+def test_lmdb_write_failure_names_the_cause_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    make_image_folder(tmp_path / "train", {"a": 2})
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    def full_disk(*args, **kwargs):
+        raise lmdb.Error(f"{out_dir}/.t.lmdb.tmp1: No space left on device")
+
+    monkeypatch.setattr(lmdb_store.lmdb, "open", full_disk)
+    with pytest.raises(UserError, match=r"cannot write LMDB .*t.lmdb: no space left on the device"):
+        imagenet.folder_to_lmdb(tmp_path / "train", out_dir / "t.lmdb")
+    assert os.listdir(out_dir) == []
+
+
+def test_files_that_are_not_images_are_warned_or_refused(tmp_path, capsys):
+    make_image_folder(tmp_path / "train", {"a": 2, "b": 1})
+    (tmp_path / "train" / "b" / "notes.jpg").write_text("this is text, not a JPEG")
+    args = ["folder2lmdb", "--root", str(tmp_path / "train")]
+    assert data_main(args + ["--out", str(tmp_path / "w.lmdb")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 1 file(s)" in err and "notes.jpg" in err and "--verify" in err
+    with LmdbImageDataset(tmp_path / "w.lmdb") as ds:  # packed, as BiP's folder2lmdb would
+        assert len(ds) == 4
+    rc = data_main(args + ["--out", str(tmp_path / "v.lmdb"), "--verify"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "notes.jpg: cannot decode image" in err and err.count("\n") == 1
+    assert not (tmp_path / "v.lmdb").exists() and not list(tmp_path.glob(".v.lmdb*"))
+    # real images pass --verify without a warning
+    (tmp_path / "train" / "b" / "notes.jpg").unlink()
+    assert data_main(args + ["--out", str(tmp_path / "ok.lmdb"), "--verify"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "head,expected",
+    [
+        (jpeg_bytes((1, 2, 3))[:16], True),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 8, True),
+        (b"BM" + b"\0" * 14, True),
+        (b"P6\n8 8\n255\n", True),
+        (b"RIFF\0\0\0\0WEBPVP8 ", True),
+        (b"II*\x00", True),
+        (b"hello world", False),
+        (b"", False),
+        (b"RIFF\0\0\0\0WAVEfmt ", False),
+    ],
+)
+def test_image_signatures(head, expected):
+    assert imagenet.looks_like_image(head) is expected
