@@ -13,7 +13,7 @@ DATA_DIR ?= $(PRUNING_DATA_DIR)
 CKPT_DIR ?= $(PRUNING_CHECKPOINT_DIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-gpu test test-fast lint format demo data tables check check-imports clean
+.PHONY: help setup setup-gpu test test-fast lint format demo data tables check check-imports tensorboard clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -59,6 +59,9 @@ check: $(STAMP) ## cross-check committed run records against the papers' reporte
 
 tables: $(STAMP) ## write results/TABLES.md and results/plots/*.png
 	$(PY) -m shared.results tables
+
+tensorboard: $(STAMP) ## TensorBoard over every run folder under runs/ (PORT=6006)
+	$(VENV)/bin/tensorboard --logdir runs --port $(or $(PORT),6006)
 
 clean: ## remove run folders and caches (keeps .venv and results/)
 	rm -rf runs .pytest_cache .ruff_cache

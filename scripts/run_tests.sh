@@ -6,8 +6,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-# framework-free + PyTorch | TensorFlow; TEST_GROUPS="a b;c" overrides (groups separated by ';')
-IFS=';' read -ra GROUPS_TO_RUN <<< "${TEST_GROUPS:-tests/shared tests/dsp tests/bip;tests/ista tests/ekg tests/dcp}"
+# framework-free + PyTorch | TensorFlow (tests/shared_tf: the TF pieces of shared); TEST_GROUPS="a b;c" overrides (groups separated by ';')
+IFS=';' read -ra GROUPS_TO_RUN <<< "${TEST_GROUPS:-tests/shared tests/dsp tests/bip;tests/shared_tf tests/ista tests/ekg tests/dcp}"
 status=0
 start=$SECONDS
 for group in "${GROUPS_TO_RUN[@]}"; do

@@ -12,7 +12,9 @@ what every TF loop needs and nothing specific to a paper:
   k micro-batches (tf.Variable accumulators), one update every k-th call;
 - `ExponentialMovingAverage`: averaged weights with tf.train.ExponentialMovingAverage's warm-up rule;
 - `CheckpointKeeper`: tf.train.Checkpoint + CheckpointManager with resume (chief writes, others write
-  to a scratch folder as tf.distribute requires);
+  to a scratch folder as tf.distribute requires); `SaveTrigger`: when to save, every N steps and/or
+  every N seconds, the clock decision agreed by all workers so that every worker saves at one step;
+- `MetricsWriter`: metrics.jsonl + TensorBoard event files (tf.summary) of a run folder, chief only;
 - `progress` (tqdm, quiet when stderr is not a terminal) and `set_seed`.
 
 Conventions (ARCHITECTURE.md section 4): the model and its variables are created under
@@ -24,12 +26,15 @@ replicas; a regularisation term is divided by the number of replicas for the sam
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TF loads its C++ runtime: no info logs
 
@@ -85,11 +90,18 @@ def make_strategy(kind: str = "auto", devices: Sequence[str] | None = None) -> t
     """
     if kind not in STRATEGIES:
         raise ValueError(f"unknown strategy {kind!r}; expected one of {STRATEGIES}")
+    if kind == "auto" and _workers_in_tf_config() > 1:
+        kind = "multiworker"
+    if kind == "multiworker":
+        # Before anything that starts TensorFlow's runtime (listing logical devices does): the
+        # collective ops of MultiWorkerMirroredStrategy must be configured at program start-up.
+        key = ("multiworker", ())
+        if key not in _STRATEGIES_MADE:
+            _STRATEGIES_MADE[key] = tf.distribute.MultiWorkerMirroredStrategy()
+        return _STRATEGIES_MADE[key]
     gpus = tf.config.list_logical_devices("GPU")
     if kind == "auto":
-        if _workers_in_tf_config() > 1:
-            kind = "multiworker"
-        elif len(gpus) > 1:
+        if len(gpus) > 1:
             kind = "mirrored"
         elif len(gpus) == 1:
             kind, devices = "one_device", [gpus[0].name]
@@ -99,12 +111,10 @@ def make_strategy(kind: str = "auto", devices: Sequence[str] | None = None) -> t
         return tf.distribute.get_strategy()
     if kind == "mirrored" and devices is None:
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-    key = (kind, tuple(devices) if kind != "multiworker" else ())
+    key = (kind, tuple(devices))
     if key not in _STRATEGIES_MADE:
         if kind == "one_device":
             _STRATEGIES_MADE[key] = tf.distribute.OneDeviceStrategy(devices[0])
-        elif kind == "multiworker":
-            _STRATEGIES_MADE[key] = tf.distribute.MultiWorkerMirroredStrategy()
         else:
             _STRATEGIES_MADE[key] = tf.distribute.MirroredStrategy(list(devices))
     return _STRATEGIES_MADE[key]
@@ -377,6 +387,112 @@ class CheckpointKeeper:
         """Delete a non-chief worker's scratch copy."""
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+class SaveTrigger:
+    """When to save a checkpoint: every `every_steps` steps and/or every `every_secs` seconds.
+
+    A step count is the same on every worker, a clock is not: under multi-worker training each worker
+    would decide on its own clock, and a save (a collective: every worker takes part) at different
+    steps deadlocks or mixes steps. So the clock decision is agreed: each worker's "time is up" flag is
+    all-reduced with MAX, and all save at the step where the first of them found the time up. Call
+    `due(step)` once per step on every worker (the same steps everywhere), `saved()` after a save."""
+
+    def __init__(
+        self,
+        strategy: tf.distribute.Strategy | None = None,
+        every_steps: int = 0,
+        every_secs: float = 0.0,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.strategy = strategy
+        self.every_steps, self.every_secs, self.clock = int(every_steps), float(every_secs), clock
+        self.multiworker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        self.last = clock()
+
+    def _agree(self, flag: bool) -> bool:
+        if not self.multiworker:
+            return flag
+        value = self.strategy.experimental_distribute_values_from_function(lambda _: tf.constant(float(flag)))
+        return bool(self.strategy.reduce(tf.distribute.ReduceOp.MAX, value, axis=None).numpy() > 0)
+
+    def due(self, step: int) -> bool:
+        if self.every_steps and step % self.every_steps == 0:
+            return True
+        if self.every_secs <= 0:
+            return False
+        return self._agree(self.clock() - self.last >= self.every_secs)
+
+    def saved(self) -> None:
+        self.last = self.clock()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Metrics: metrics.jsonl + TensorBoard events
+# ----------------------------------------------------------------------------------------------------
+
+
+def _json_number(value):
+    """A float for JSON: non-finite values become null (JSON has no NaN); other types pass through."""
+    if isinstance(value, (bool, str)) or value is None:
+        return value
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+class MetricsWriter:
+    """`metrics.jsonl` and TensorBoard event files side by side (the same interface as
+    `shared.torch_train.MetricsWriter`).
+
+    `scalars(step, {name: value}, **fields)` appends one JSON line {"step": step, **fields, **values}
+    (non-finite values as null) and writes each value as a TensorBoard scalar `name` at `step`
+    (tf.summary). Only the chief writes: pass `enabled=is_chief(strategy)`. Files: `jsonl_path`
+    (default <run_dir>/metrics.jsonl) and the event files in `events_dir` (default run_dir), so that
+    `tensorboard --logdir runs/` shows every run folder as one run."""
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        *,
+        enabled: bool = True,
+        jsonl_path: str | os.PathLike | None = None,
+        events_dir: str | os.PathLike | None = None,
+    ):
+        self.enabled = bool(enabled)
+        self.run_dir = Path(run_dir)
+        self.jsonl_path = Path(jsonl_path) if jsonl_path else self.run_dir / "metrics.jsonl"
+        self.events_dir = Path(events_dir) if events_dir else self.run_dir
+        self._writer = None
+        if self.enabled:
+            self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
+            self.events_dir.mkdir(parents=True, exist_ok=True)
+            self._writer = tf.summary.create_file_writer(os.fspath(self.events_dir))
+
+    def scalars(self, step: int, values: dict, **fields) -> None:
+        if not self.enabled:
+            return
+        row = {"step": int(step), **fields, **{k: _json_number(v) for k, v in values.items()}}
+        with open(self.jsonl_path, "a") as f:
+            f.write(json.dumps(row, allow_nan=False) + "\n")
+        with self._writer.as_default():
+            for name, value in values.items():
+                tf.summary.scalar(name, float(value), step=int(step))
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self.enabled = False
+
+    def __enter__(self) -> MetricsWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 # ----------------------------------------------------------------------------------------------------
