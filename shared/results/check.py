@@ -18,7 +18,9 @@ from a reduction) and says whether the table agrees with itself.
 from __future__ import annotations
 
 import math
+import shutil
 import statistics
+import textwrap
 from dataclasses import dataclass, field
 
 from shared import archs, flops
@@ -45,6 +47,21 @@ def metric_kind(name: str) -> str:
     return "other"
 
 
+def is_own_row(paper: str, row: dict, table: dict) -> bool:
+    """Whether a reported row is the paper's own result (its method, an ablation of it, or its dense
+    baseline) rather than another method's number quoted for comparison. A table may list its own
+    method names under `own_methods`; otherwise a row's `variant.method` names the paper's method when it
+    contains the paper's short name (EKG, EKG-search, DCP-Adapt, Random DCP), and a row without a
+    method, or with method 'dense', is the paper's own."""
+    method = (row.get("variant") or {}).get("method")
+    if method is None or str(method).lower() == "dense":
+        return True
+    own = table.get("own_methods")
+    if own is not None:
+        return str(method) in own
+    return paper.lower() in str(method).lower()
+
+
 def binomial_se_points(p_pct: float, n: int) -> float:
     p = min(max(p_pct / 100.0, 0.0), 1.0)
     return 100.0 * math.sqrt(p * (1 - p) / n) if n > 0 else float("inf")
@@ -64,6 +81,7 @@ class Comparison:
     noise: float | None = None
     status: str = "not run"
     note: str = ""
+    n_test: int | None = None  # accuracy: the smallest test set a record measured on
 
 
 def _variant_conflict(row_variant: dict, rec_variant: dict) -> str | None:
@@ -126,6 +144,7 @@ def _compare_metric(paper, row, metric, reported, kind, recs) -> Comparison:
     c.tol = float(row.get("tolerance", {}).get(metric, default_tol))
     if mkind == "accuracy":
         n_test = min((r["data"].get("n") or 0) for r in usable)
+        c.n_test = n_test or None
         c.noise = 2 * binomial_se_points(reported, n_test) + default_noise if n_test else default_noise
         c.note = c.note or f"test n={n_test}"
     elif default_noise is None:
@@ -258,51 +277,151 @@ def _fmt(x, digits=2):
     return f"{x:.{digits}f}"
 
 
-def format_report(
+STATUS_ORDER = ("match", "within noise", "mismatch", "no paper value", "not run")
+
+LEGEND = (
+    "paper = the number the paper or its README reports (source codes below); ours = the mean of the matching "
+    "records (median where the paper reports a median), n of them; delta = ours - paper; tol = the match "
+    "tolerance (the row's own, else 0.3 points of accuracy, 0.01 points of a reduction, 0 for counts); "
+    "noise = the extra band of 'within noise' (accuracy: 2 binomial standard errors at the record's "
+    "test-set size plus 0.5 points of run-to-run spread; reductions: 1 point; counts: 1 %). "
+    "record = kind compared: reproduction (our training run, full data) or released-model "
+    "(the authors' checkpoint, evaluated here)."
+)
+KNOWN_LINE = (
+    "A consistency check marked 'inconsistent (known)' means that the paper's own numbers disagree with each "
+    "other (e.g. a reduction that does not "
+    "follow from its counts); the table file records this (expect: inconsistent), it is not a failure of ours "
+    "and does not change the exit status."
+)
+
+
+def _width() -> int:
+    return max(80, min(160, shutil.get_terminal_size((110, 24)).columns))
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(1, width - 3)] + "..."
+
+
+def _wrap(text: str, width: int, indent: str = "  ") -> list[str]:
+    return textwrap.wrap(text, width, initial_indent="", subsequent_indent=indent) or [""]
+
+
+def paper_summaries(tables: dict[str, dict], comparisons: list[Comparison], smoke: list[dict]) -> list[dict]:
+    """Per paper: rows, rows with records, counts of each status over (row, metric) pairs, smoke runs."""
+    out = []
+    for paper, table in tables.items():
+        mine = [c for c in comparisons if c.paper == paper]
+        counts = {s: sum(c.status == s for c in mine) for s in STATUS_ORDER}
+        rows_run = {c.row for c in mine if c.values}
+        kinds = sorted({c.kind for c in mine if c.values})
+        out.append(
+            {
+                "paper": paper,
+                "title": table["title"],
+                "rows": len(table["rows"]),
+                "own_rows": sum(is_own_row(paper, r, table) for r in table["rows"]),
+                "rows_with_records": len(rows_run),
+                "kinds": kinds,
+                "counts": counts,
+                "smoke": sum(r["paper"] == paper for r in smoke),
+            }
+        )
+    return out
+
+
+def summary_line(s: dict) -> str:
+    c = s["counts"]
+    compared = c["match"] + c["within noise"] + c["mismatch"]
+    head = f"{s['paper']:5} {s['rows']:4} rows, {s['rows_with_records']:3} with records: "
+    if not compared:
+        body = "not run"
+    else:
+        body = f"{c['match']} match, {c['within noise']} within noise, {c['mismatch']} mismatch"
+        body += f" ({compared} numbers, {'/'.join(s['kinds'])})"
+    tail = f"; {c['not run']} numbers not run" if compared else f" ({c['not run']} numbers)"
+    smoke = f"; {s['smoke']} smoke runs (not compared)" if s["smoke"] else ""
+    return head + body + tail + smoke
+
+
+def format_check(
+    tables: dict[str, dict],
     comparisons: list[Comparison],
     checks: list[CheckResult],
     notes: list[str],
-    n_smoke: int,
-    show_not_run: bool = True,
-    show_consistent: bool = True,
+    smoke: list[dict],
+    show_all: bool = False,
+    brief: bool = False,
 ) -> str:
-    lines = []
-    header = (
-        f"{'paper':5} {'row':34} {'metric':22} {'record':14} {'paper':>9} {'ours':>9} {'n':>3} "
-        f"{'delta':>7} {'tol':>5} {'noise':>5}  status"
-    )
-    lines += ["== Reported rows vs run records ==", header, "-" * len(header)]
-    for c in comparisons:
-        if c.status == "not run" and not show_not_run:
-            continue
-        lines.append(
-            f"{c.paper:5} {c.row[:34]:34} {c.metric[:22]:22} {c.kind[:14]:14} {_fmt(c.reported):>9} "
-            f"{_fmt(c.ours):>9} {len(c.values) or '-':>3} {_fmt(c.delta):>7} {_fmt(c.tol):>5} "
-            f"{_fmt(c.noise):>5}  {c.status}" + (f"  [{c.note}]" if c.note else "")
+    """The console report of `check`: per-paper summary, rows with records (every row with show_all),
+    the legend, the sources those rows cite, and the consistency checks (abbreviated to the width)."""
+    width = _width()
+    index = {paper: row_index(table) for paper, table in tables.items()}
+    lines = ["== Summary per paper (numbers = reported (row, metric) pairs) =="]
+    lines += [summary_line(s) for s in paper_summaries(tables, comparisons, smoke)]
+    shown = [c for c in comparisons if show_all or c.values or c.status == "mismatch"]
+    if brief:
+        shown = [c for c in shown if c.status == "mismatch"]
+    if shown:
+        rw = max(3, min(40, max(len(c.row) for c in shown)))
+        mw = max(6, min(24, max(len(c.metric) for c in shown)))
+        header = (
+            f"{'paper':5} {'row':{rw}} {'source':16} {'metric':{mw}} {'record':14} {'paper':>9} {'ours':>9} "
+            f"{'n':>3} {'delta':>7} {'tol':>5} {'noise':>5}  status"
         )
-    counts: dict[str, int] = {}
-    for c in comparisons:
-        counts[c.status] = counts.get(c.status, 0) + 1
-    lines.append(
-        "summary: "
-        + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-        + f"; {n_smoke} smoke records not compared"
-    )
-    lines += ["", "== Consistency of the reported tables =="]
+        title = "every reported row" if show_all else "rows with run records; --all for every row"
+        lines += ["", f"== Reported rows vs run records ({title}) ==", header, "-" * min(len(header), width)]
+        for c in shown:
+            source = index[c.paper][c.row]["source"]
+            kind = c.kind if c.values else "-"
+            line = (
+                f"{c.paper:5} {_short(c.row, rw):{rw}} {_short(source, 16):16} {_short(c.metric, mw):{mw}} "
+                f"{kind[:14]:14} {_fmt(c.reported):>9} {_fmt(c.ours):>9} {len(c.values) or '-':>3} "
+                f"{_fmt(c.delta):>7} {_fmt(c.tol):>5} {_fmt(c.noise):>5}  {c.status}"
+            )
+            if c.note:  # abbreviated to the width; in full in TABLES.md
+                room = width - len(line) - 3
+                line += f"  [{_short(c.note, room)}]" if room >= 12 else ""
+            lines.append(line)
+        lines += [""] + _wrap(LEGEND, width)
+        cited = {}
+        for c in shown:
+            row = index[c.paper][c.row]
+            cited.setdefault((c.paper, row["source"]), tables[c.paper]["sources"][row["source"]])
+        lines.append("sources:")
+        for (paper, code), text in cited.items():
+            lines.append("  " + _short(f"{paper}/{code}: {text}", width - 2))
+    elif not brief:
+        lines += ["", "no run records match a reported row (--all lists every row)"]
+    lines += ["", "== Consistency of the reported tables (full text in TABLES.md) =="]
+    by_paper: dict[str, list[CheckResult]] = {}
     for r in checks:
-        if r.consistent and not r.failed and not show_consistent:
-            continue
+        by_paper.setdefault(r.paper, []).append(r)
+    for paper, results in by_paper.items():
+        n_ok = sum(r.consistent and not r.failed for r in results)
+        n_known = sum(r.status == "inconsistent (known)" for r in results)
+        n_bad = sum(r.failed for r in results)
         lines.append(
-            f"{r.paper:5} {r.status:22} {r.name}: reported {_fmt(r.reported, 4)}, recomputed "
-            f"{_fmt(r.recomputed, 4)} (tol {r.tol:g}) = {r.detail}"
+            f"{paper:5} {len(results)} checks: {n_ok} consistent, {n_known} inconsistent (known), "
+            f"{n_bad} not as expected"
         )
-    n_bad = sum(r.failed for r in checks)
-    lines.append(
-        f"summary: {len(checks)} checks, {sum(r.consistent for r in checks)} consistent, "
-        f"{sum(not r.consistent for r in checks)} inconsistent, {n_bad} not as expected"
-    )
+    listed = [r for r in checks if show_all or r.failed or (not brief and not r.consistent)]
+    for status in ("INCONSISTENT", "UNEXPECTEDLY consistent", "inconsistent (known)", "consistent"):
+        group = [r for r in listed if r.status == status]
+        if not group:
+            continue
+        lines.append(f"{status}:")
+        if status == "inconsistent (known)":
+            lines += _wrap("  " + KNOWN_LINE, width, "  ")
+        for r in group:
+            numbers = f": {_fmt(r.reported, 4)} reported, {_fmt(r.recomputed, 4)} recomputed"
+            if r.failed:  # what needs attention: in full
+                lines += _wrap(f"  {r.paper:5} {r.name}{numbers} (tol {r.tol:g}) = {r.detail}", width, " " * 8)
+            else:
+                lines.append(f"  {r.paper:5} " + _short(r.name, max(20, width - 8 - len(numbers))) + numbers)
     for n in notes:
-        lines.append(f"note: {n}")
+        lines += _wrap(f"note: {n}", width, "  ")
     return "\n".join(lines)
 
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.errors import MalformedError
+from shared.errors import MalformedError, UserError
 from shared.paths import atomic_write_text
 from shared.results.schema import SCHEMA_VERSION, validate_record
 
@@ -127,21 +127,70 @@ def write_record(record: dict, folder: str | os.PathLike) -> Path:
     return path
 
 
-def read_record(path: str | os.PathLike) -> dict:
-    path = Path(path)
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    """json `object_pairs_hook`: a key given twice is an error (json.loads would keep the last silently)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _parse_json(path: Path):
     try:
-        obj = json.loads(path.read_text())
+        return json.loads(path.read_text(), object_pairs_hook=_no_duplicate_keys)
+    except _DuplicateKey as err:
+        raise MalformedError(f"{path}: field '{err}' is given twice; a run record names each field once") from err
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise MalformedError(f"{path}: not a readable JSON run record: {err}") from err
-    return validate_record(obj, str(path))
+
+
+def read_record(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    return validate_record(_parse_json(path), str(path))
+
+
+def is_record(obj) -> bool:
+    """Whether a parsed JSON file claims to be a run record (others, e.g. config.json, are skipped)."""
+    return isinstance(obj, dict) and "schema_version" in obj and "run_id" in obj
+
+
+def find_records(paths) -> tuple[list[tuple[Path, dict]], list[Path]]:
+    """Run records under the given folders (recursively) or files, validated, in a stable order.
+
+    Returns (records, skipped): JSON files that are not run records (a run folder's config.json,
+    stage.json, ...) are skipped and listed. A path that does not exist, a file given by name that is
+    not a record, and a malformed record (or a .json that is not JSON) are errors naming the file.
+    """
+    found: dict[Path, None] = {}  # ordered, without duplicates (a folder may be given twice)
+    named: set[Path] = set()
+    for given in paths:
+        given = Path(given)
+        if given.is_file():
+            found.setdefault(given.resolve(), None)
+            named.add(given.resolve())
+        elif given.is_dir():
+            for path in sorted(given.rglob("*.json")):
+                found.setdefault(path.resolve(), None)
+        else:
+            raise UserError(f"run records folder {given} does not exist (expected a folder of *.json run records)")
+    records, skipped = [], []
+    for path in found:
+        obj = _parse_json(path)
+        if is_record(obj):
+            records.append((path, validate_record(obj, str(path))))
+        elif path in named:
+            raise MalformedError(f"{path}: not a run record (no 'schema_version' and 'run_id' fields)")
+        else:
+            skipped.append(path)
+    return records, skipped
 
 
 def iter_records(folders) -> list[tuple[Path, dict]]:
-    """All records under the given folders (recursively), validated, in a stable order."""
-    paths: dict[Path, None] = {}  # ordered, without duplicates (a folder may be given twice)
-    for folder in folders:
-        folder = Path(folder)
-        found = [folder] if folder.is_file() else sorted(folder.rglob("*.json")) if folder.is_dir() else []
-        for path in found:
-            paths.setdefault(path.resolve(), None)
-    return [(path, read_record(path)) for path in paths]
+    """All run records under the given folders (recursively), validated; other JSON files are skipped."""
+    return find_records(folders)[0]

@@ -12,10 +12,25 @@ from shared.results.schema import PAPERS, validate_reported
 REPORTED_DIR = Path(__file__).resolve().parent / "reported"
 
 
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # the C parser when built
+    """yaml.safe_load, except that a mapping key given twice is an error (safe_load keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_table(path: str | Path) -> dict:
     path = Path(path)
     try:
-        table = yaml.safe_load(path.read_text())
+        table = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise MalformedError(f"{path}: not a readable YAML table: {err}") from err
     return validate_reported(table, str(path))

@@ -18,7 +18,11 @@
    paper or its README reports, with its source, dataset, model, metric, convention and variant, plus
    consistency checks of the table itself. See `dsp.yaml` for the layout.
 
-A malformed file raises MalformedError naming the file and the field.
+A malformed file raises MalformedError naming the file and the field. Numbers must be finite and in
+the range their name implies (`metric_range`): accuracies and other percentages of a whole in [0, 100],
+reductions in [-100, 100] (negative: the model grew), drops in [-100, 100], counts, times, losses and
+ratios at least 0; tolerances at least 0. A `reproduction` record must be measured on the full split of
+a known dataset (`FULL_SIZE`): a run on a subset is a smoke run, never compared with the paper.
 """
 
 from __future__ import annotations
@@ -35,6 +39,50 @@ RECORD_KINDS = ("reproduction", "released-model", "smoke")
 CHECK_KINDS = ("count", "reduction", "speedup", "difference", "ratio", "equal")
 
 _NUMBER = (int, float)
+
+# Images in the full split of each dataset the papers report on. A `reproduction` record measured on
+# fewer (e.g. the 932-image CIFAR-10 test subset) is refused: compare such runs as `smoke`, or as
+# `released-model` for the authors' checkpoints evaluated here.
+FULL_SIZE = {
+    ("cifar10", "train"): 50_000,
+    ("cifar10", "test"): 10_000,
+    ("cifar100", "train"): 50_000,
+    ("cifar100", "test"): 10_000,
+    ("imagenet", "train"): 1_281_167,
+    ("imagenet", "val"): 50_000,
+    ("tinyimagenet", "train"): 100_000,
+    ("tinyimagenet", "val"): 5_000,  # BiP's 25/25 split of the official val set
+    ("tinyimagenet", "test"): 5_000,
+    ("tinyimagenet", "val-all"): 10_000,
+}
+
+_NON_NEGATIVE_SUFFIXES = (
+    "_x", "_s", "_ms", "_seconds", "_minutes", "_hours", "_kb", "loss", "_std", "_per_sec", "_number",
+)  # fmt: skip
+_COUNTS = ("params", "macs", "flops", "channels_removed")
+
+
+def metric_range(name: str) -> tuple[float, float] | None:
+    """The values a metric of this name can take, or None when its name implies no range.
+
+    Accuracy-like (top1, top5, *_accuracy, miou*, *_error*) and other percentages (*_pct) of a whole:
+    [0, 100]; reductions (*_reduction*_pct) and drops (*_drop*, *_increase): [-100, 100]; counts,
+    times, losses, standard deviations and ratios (*_x): [0, inf).
+    """
+    inf = float("inf")
+    if "_drop" in name or name.endswith("_increase"):
+        return (-100.0, 100.0)
+    if name.endswith("_pct"):
+        return (-100.0, 100.0) if "reduction" in name else (0.0, 100.0)
+    if name.endswith("_std"):
+        return (0.0, 100.0) if name.startswith(("top1", "top5")) else (0.0, inf)
+    if name.startswith(("top1", "top5", "miou", "base_miou")) or "accuracy" in name or "_error" in name:
+        return (0.0, 100.0)
+    if name in _COUNTS or name.endswith(tuple(f"_{c}" for c in _COUNTS)) or name.startswith("n_"):
+        return (0.0, inf)
+    if name.endswith(_NON_NEGATIVE_SUFFIXES):
+        return (0.0, inf)
+    return None
 
 
 class _Validator:
@@ -71,11 +119,17 @@ class _Validator:
             self.fail(field, f"expected {names}, got {type(value).__name__} {value!r:.60}")
         return value
 
-    def number_map(self, obj, field: str, nullable_values: bool = False) -> dict[str, float | None]:
+    def number_map(
+        self, obj, field: str, nullable_values: bool = False, ranges=metric_range
+    ) -> dict[str, float | None]:
+        """A {name: number} mapping; each number finite and inside `ranges(name)` when that is not None."""
         self.check_type(obj, dict, field)
         for k, v in obj.items():
             self.check_type(k, str, f"{field}.{k}")
             self.check_type(v, _NUMBER, f"{field}.{k}", nullable=nullable_values)
+            bounds = ranges(k)
+            if v is not None and bounds is not None and not bounds[0] <= v <= bounds[1]:
+                self.fail(f"{field}.{k}", f"{v!r} is outside [{bounds[0]:g}, {bounds[1]:g}]")
         return obj
 
 
@@ -107,8 +161,18 @@ def validate_record(rec: Any, source: str) -> dict:
     v.require(rec, "seed", int, nullable=True)
     v.number_map(v.require(rec, "metrics", dict), "metrics")
     data = v.require(rec, "data", dict)
-    v.require(data, "name", str, "data.")
-    v.optional(data, "n", int, "data.")
+    name = v.require(data, "name", str, "data.")
+    n = v.optional(data, "n", int, "data.")
+    if n is not None and n < 0:
+        v.fail("data.n", f"expected a number of examples >= 0, got {n}")
+    split = v.optional(data, "split", str, "data.")
+    full = FULL_SIZE.get((name, split))
+    if kind == "reproduction" and full is not None and n != full:
+        v.fail(
+            "data.n",
+            f"a 'reproduction' record must be measured on the full {name} {split} split ({full:,} examples), "
+            f"got {n}; a run on a subset is kind 'smoke' (the authors' checkpoints: 'released-model')",
+        )
     for key in ("config", "code", "env", "timings"):
         v.optional(rec, key, dict)
     v.require(rec, "run_id", str)
@@ -155,7 +219,7 @@ def validate_reported(table: Any, source: str) -> dict:
         for m in v.optional(row, "uncertain", list, w, default=[]):
             if m not in metrics:
                 v.fail(f"{w}uncertain", f"{m!r} is not one of the row's metrics")
-        v.number_map(v.optional(row, "tolerance", dict, w, default={}), f"{w}tolerance")
+        v.number_map(v.optional(row, "tolerance", dict, w, default={}), f"{w}tolerance", ranges=_tolerance_range)
         v.optional(row, "note", str, w)
     for i, chk in enumerate(v.optional(table, "checks", list, default=[])):
         w = f"checks[{i}]."
@@ -166,5 +230,12 @@ def validate_reported(table: Any, source: str) -> dict:
         expect = v.optional(chk, "expect", str, w, default="consistent")
         if expect not in ("consistent", "inconsistent"):
             v.fail(f"{w}expect", "expected 'consistent' or 'inconsistent'")
-        v.optional(chk, "tol", _NUMBER, w)
+        tol = v.optional(chk, "tol", _NUMBER, w)
+        if tol is not None and tol < 0:
+            v.fail(f"{w}tol", f"a tolerance must be >= 0, got {tol!r}")
     return table
+
+
+def _tolerance_range(name: str) -> tuple[float, float]:
+    """Tolerances are widths: at least 0."""
+    return (0.0, float("inf"))
