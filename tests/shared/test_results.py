@@ -432,3 +432,28 @@ def test_tables_sections_own_rows_first_and_smoke_runs_in_the_plot(tmp_path):
     [(x, y, se, n)] = panel["ours"]["reproduction"]
     assert (x, y, n) == (60.2, 92.1, 10000) and se == pytest.approx(100 * (0.921 * 0.079 / 10000) ** 0.5)
     assert panel["smoke"] == [(10.0, 50.0, "digits")]  # on the row's dataset panel, marked apart
+
+
+def test_ista_readme_rows_refuse_other_bn_decay_precision_accumulation():
+    ista = load_tables(papers=["ista"])["ista"]
+
+    def ista_rec(**variant):
+        base = {"model": "resnet20", "stage": "v2", "fold": "released-code", "alpha": 1.0}
+        return make_record(
+            "ista",
+            "readme/cifar10/resnet20/v2",
+            "reproduction",
+            metrics={"top1": 91.2},
+            data={"name": "cifar10", "split": "test", "n": 10000},
+            variant={**base, **variant},
+            convention="ista-slim",
+        )
+
+    def status(r):
+        comps, _ = chk.compare({"ista": ista}, [("x", r)])
+        return next(c for c in comps if c.row == "readme/cifar10/resnet20/v2" and c.metric == "top1")
+
+    assert status(ista_rec(bn_decay=0.999, precision="float32", accum_steps=1)).status == "match"
+    for key, value in (("bn_decay", 0.9), ("precision", "mixed_bfloat16"), ("accum_steps", 4)):
+        c = status(ista_rec(**{key: value}))
+        assert c.status == "not run" and f"variant {key}={value}" in c.note
