@@ -136,7 +136,8 @@ class IstaTrainer:
         per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
         # weight_decay * sum ||W||^2 / 2 over the conv kernels (tf.nn.l2_loss); none for cnn4
         decay = self.cfg.weight_decay * tf.add_n([tf.nn.l2_loss(k) for k in self.kernels]) if self.kernels else 0.0
-        return per_example, decay, {}
+        correct = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, 1), tf.float32))  # for the metrics log
+        return per_example, decay, {"correct": correct}
 
     def _apply_update(self, grads):
         lr = ista.learning_rate(self.cfg.learning_rate, self.global_step, self.cfg.batch_size)
@@ -225,7 +226,11 @@ def run_stage(
     bar = tf_train.progress(cfg.max_steps, f"stage {version}", initial=step)
     write = bar.write if not bar.disable else log
     start_step, t_start = step, time.time()
-    t_log, step_log, t_save = t_start, step, t_start
+    t_log, step_log = t_start, step
+    # the clock trigger is agreed between workers, so that all save at the same step
+    saves = tf_train.SaveTrigger(strategy, cfg.save_checkpoint_steps, cfg.save_checkpoint_secs)
+    # metrics.jsonl + TensorBoard events in the stage folder, written by the chief only
+    metrics_log = tf_train.MetricsWriter(here, enabled=chief)
     loss = float("nan")
     try:
         while step < cfg.max_steps:
@@ -249,12 +254,23 @@ def run_stage(
                     f"fake sparsity = {ista.fake_sparsity(gammas, lambdas):.2f}, "
                     f"({cfg.batch_size / per_batch:.1f} examples/sec; {per_batch:.3f} sec/batch)"
                 )
+                metrics_log.scalars(
+                    step,
+                    {
+                        "loss": loss,
+                        # top-1 on the last micro-batch of this update (the whole batch when accum_steps = 1)
+                        "train_accuracy": float(metrics["correct"]) / micro_batch,
+                        "learning_rate": float(ista.learning_rate(cfg.learning_rate, step, cfg.batch_size)),
+                        "group_lasso": ista.group_lasso(gammas, lambdas),
+                        "fake_sparsity": ista.fake_sparsity(gammas, lambdas),
+                        "examples_per_sec": cfg.batch_size / per_batch,
+                    },
+                    stage=version,
+                )
                 t_log, step_log = time.time(), step
-            if (cfg.save_checkpoint_steps and step % cfg.save_checkpoint_steps == 0) or (
-                time.time() - t_save >= cfg.save_checkpoint_secs
-            ):
+            if saves.due(step):
                 keeper.save(step)
-                t_save = time.time()
+                saves.saved()
             bar.update(1)
             if on_step is not None:
                 on_step(step)
@@ -264,8 +280,9 @@ def run_stage(
         raise
     finally:
         bar.close()
+        metrics_log.close()
     train_seconds = time.time() - t_start
-    if keeper.latest is None or not keeper.latest.endswith(f"-{step}"):
+    if keeper.saved_step != step:  # the same answer on every worker (keeper.latest is the chief's folder)
         keeper.save(step)
     keeper.close()
     examples_per_sec = (step - start_step) * cfg.batch_size / train_seconds if step > start_step else None

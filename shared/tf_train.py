@@ -368,6 +368,7 @@ class CheckpointKeeper:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self._scratch or self.directory, max_to_keep=max_to_keep
         )
+        self.saved_step: int | None = None  # step of the newest checkpoint saved or restored, on every worker
 
     @property
     def latest(self) -> str | None:
@@ -378,10 +379,16 @@ class CheckpointKeeper:
         path = self.latest
         if path is not None:
             self.checkpoint.restore(path).assert_existing_objects_matched()
+            self.saved_step = int(path.rsplit("-", 1)[1])
         return path
 
     def save(self, step: int) -> str:
-        return self.manager.save(checkpoint_number=int(step))
+        """Save as checkpoint number `step`. Under multi-worker training every worker must call this at
+        the same step (decide with `saved_step` or a `SaveTrigger`, never with `latest`, which only the
+        chief's folder answers)."""
+        path = self.manager.save(checkpoint_number=int(step))
+        self.saved_step = int(step)
+        return path
 
     def close(self) -> None:
         """Delete a non-chief worker's scratch copy."""
@@ -395,7 +402,7 @@ class SaveTrigger:
     A step count is the same on every worker, a clock is not: under multi-worker training each worker
     would decide on its own clock, and a save (a collective: every worker takes part) at different
     steps deadlocks or mixes steps. So the clock decision is agreed: each worker's "time is up" flag is
-    all-reduced with MAX, and all save at the step where the first of them found the time up. Call
+    summed over the replicas (an all-reduce), and all save at the step where the first of them found the time up. Call
     `due(step)` once per step on every worker (the same steps everywhere), `saved()` after a save."""
 
     def __init__(
@@ -414,7 +421,7 @@ class SaveTrigger:
         if not self.multiworker:
             return flag
         value = self.strategy.experimental_distribute_values_from_function(lambda _: tf.constant(float(flag)))
-        return bool(self.strategy.reduce(tf.distribute.ReduceOp.MAX, value, axis=None).numpy() > 0)
+        return bool(self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None).numpy() > 0)
 
     def due(self, step: int) -> bool:
         if self.every_steps and step % self.every_steps == 0:
