@@ -41,6 +41,8 @@ def load_tables(folder: str | Path | None = None, papers=None) -> dict[str, dict
     folder = Path(folder) if folder else REPORTED_DIR
     tables = {}
     for path in sorted(folder.glob("*.yaml")):
+        if papers and path.stem not in papers:  # parse only what is asked for
+            continue
         table = load_table(path)
         if path.stem != table["paper"]:
             raise MalformedError(f"{path}: field 'paper': {table['paper']!r} does not match the file name")
