@@ -293,8 +293,12 @@ def plot(tables: dict[str, dict], comparisons: list[Comparison], out_dir: Path, 
         panels = _panel_data(paper, table, comparisons, list(smoke))
         if not panels:
             continue
-        fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 5.2), squeeze=False)
-        for ax, (dataset, p) in zip(axes[0], panels.items()):
+        ncols = min(2, len(panels))
+        nrows = -(-len(panels) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(6.4 * ncols, 5.2 * nrows), squeeze=False)
+        for ax in axes.flat[len(panels) :]:
+            ax.set_visible(False)
+        for ax, (dataset, p) in zip(axes.flat, panels.items()):
             if p["other"]:
                 ax.scatter(
                     [q[0] for q in p["other"]],
@@ -315,9 +319,9 @@ def plot(tables: dict[str, dict], comparisons: list[Comparison], out_dir: Path, 
                     label=f"{paper.upper()} as reported ({len(p['own'])})",
                     zorder=2,
                 )
-                if len(p["own"]) <= 10:  # labels only while they stay readable
+                if len(p["own"]) <= 8:  # labels only while they stay readable
                     for xv, yv, key in p["own"]:
-                        short = "/".join(key.split("/")[1:])[:22]
+                        short = "/".join(key.split("/")[-2:])[:22]
                         ax.annotate(short, (xv, yv), fontsize=6, color="C0", xytext=(4, 4), textcoords="offset points")
             for kind, pts in p["ours"].items():
                 n = sorted({q[3] for q in pts if q[3]})
