@@ -75,7 +75,8 @@ def _paper_section(paper, table, summary, comps, smoke, checks, plot_path) -> li
     own = [r for r in table["rows"] if is_own_row(paper, r, table)]
     other = [r for r in table["rows"] if not is_own_row(paper, r, table)]
     with_records = {c.row for c in comps if c.values}
-    out = [f'<a id="{paper}"></a>', "", f"## {paper}: {table['title']}", "", summary_line(summary).strip(), ""]
+    line = " ".join(summary_line(summary).split())  # the console's column padding collapsed
+    out = [f'<a id="{paper}"></a>', "", f"## {paper}: {table['title']}", "", line, ""]
     if plot_path is not None:
         out += [f"![{paper}: accuracy vs reduction, paper vs ours](plots/{plot_path.name})", ""]
 
