@@ -322,7 +322,7 @@ def plot(tables: dict[str, dict], comparisons: list[Comparison], out_dir: Path, 
                 )
                 if len(p["own"]) <= 8:  # labels only while they stay readable
                     for xv, yv, key in p["own"]:
-                        short = "/".join(key.split("/")[-2:])[:22]
+                        short = "/".join(part for part in key.split("/") if part != dataset)[:24]
                         ax.annotate(short, (xv, yv), fontsize=6, color="C0", xytext=(4, 4), textcoords="offset points")
             for kind, pts in p["ours"].items():
                 n = sorted({q[3] for q in pts if q[3]})
