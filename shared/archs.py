@@ -11,6 +11,7 @@ shortcut; B: 1x1 conv + BN projection), `imagenet-resnet{18,34,50,101}` (torchvi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 from shared.errors import UserError
@@ -168,6 +169,145 @@ def ista_cnn4(widths: Sequence[int] = (96, 192, 192, 384), num_classes: int = 10
 
 
 # ----------------------------------------------------------------------------------------------------
+# DCP (Zhuang et al. 2018): PocketFlow's ResNets and the paper's networks, at a pruning rate eta
+# ----------------------------------------------------------------------------------------------------
+
+
+def dcp_kept(channels: int, prune_ratio: float) -> int:
+    """Input channels a DCP-pruned conv keeps: c - floor(eta c) (the authors' rule; PocketFlow's loop,
+    adding one channel while 1 - kept/c > eta, stops at ceil(c (1 - eta)), the same number). The 1e-9
+    keeps e.g. 0.29 * 100 = 28.999... from flooring to 28."""
+    return int(channels) - math.floor(prune_ratio * channels + 1e-9)
+
+
+_POCKETFLOW_IMAGENET = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+    200: ("bottleneck", (3, 24, 36, 3)),
+}
+
+
+def pocketflow_resnet_plan(size: int, dataset: str) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+    """(block kind, blocks per stage, stage widths) of PocketFlow's TF-official v2 ResNet."""
+    if dataset == "cifar10":
+        if size < 8 or (size - 2) % 6:
+            raise UserError(f"PocketFlow's CIFAR ResNet needs resnet_size = 6n+2 >= 8 (20, 32, 44, 56), got {size}")
+        n = (size - 2) // 6
+        return "basic", (n, n, n), (16, 32, 64)
+    if dataset == "ilsvrc12":
+        if size not in _POCKETFLOW_IMAGENET:
+            raise UserError(
+                f"PocketFlow's ImageNet ResNet has resnet_size in {sorted(_POCKETFLOW_IMAGENET)}, got {size}"
+            )
+        kind, counts = _POCKETFLOW_IMAGENET[size]
+        return kind, counts, (64, 128, 256, 512)
+    raise UserError(f"unknown dataset {dataset!r} for PocketFlow's ResNet; expected cifar10 or ilsvrc12")
+
+
+def pocketflow_resnet(
+    size: int = 20, dataset: str = "cifar10", prune_ratio: float = 0.0, slim: bool = False
+) -> list[LayerSpec]:
+    """PocketFlow's ResNets (TF-official v2, pre-activation): CIFAR 3x3 stem with 16 filters, ImageNet
+    7x7/2 stem with 64 filters + 3x3/2 max-pool and 1001 classes; a 1x1 projection in the FIRST block of
+    EVERY stage (also stage 1, where the shapes match), so ResNet-20 has 22 convs. Convs are listed in
+    TF graph-creation order (the projection before conv1). At `prune_ratio` eta every conv but the stem
+    reads c - floor(eta c) input channels (PocketFlow's dis-chn-pruned learner prunes them all; output
+    widths are unchanged: the count of PocketFlow's transformed graph without its 1x1 gathers). With
+    `slim`, a block-internal conv also loses the output channels its successor no longer reads, with the
+    BN between (the physically slimmed network that dcp_tf exports)."""
+    kind, counts, widths = pocketflow_resnet_plan(size, dataset)
+    cifar = dataset == "cifar10"
+    expansion = 1 if kind == "basic" else 4
+    kept = lambda c: dcp_kept(c, prune_ratio)  # noqa: E731
+    if cifar:
+        hw, c_in = 32, 16
+        specs: list[LayerSpec] = [Conv("conv0", 3, 16, 3, hw, role="stem")]
+    else:
+        hw, c_in = 112, 64
+        specs = [Conv("conv0", 3, 64, 7, hw, role="stem")]
+        hw //= 2
+        specs.append(Pool("maxpool", 64, hw))
+    for s, (blocks, width) in enumerate(zip(counts, widths)):
+        for b in range(blocks):
+            stride = 2 if (s > 0 and b == 0) else 1
+            hw_out = hw // stride
+            c_out = width * expansion
+            p = f"stage{s + 1}.block{b}"
+            specs.append(BatchNorm(f"{p}.bn1", c_in, hw, role="block"))
+            if b == 0:
+                specs.append(Conv(f"{p}.proj", kept(c_in), c_out, 1, hw_out, role="shortcut"))
+            if kind == "basic":
+                convs = [(c_in, width, 3, hw_out), (width, width, 3, hw_out)]
+            else:
+                convs = [(c_in, width, 1, hw), (width, width, 3, hw_out), (width, c_out, 1, hw_out)]
+            for j, (ci, co, k, h) in enumerate(convs, start=1):
+                if j > 1:
+                    specs.append(BatchNorm(f"{p}.bn{j}", kept(ci) if slim else ci, h, role="prunable"))
+                co = kept(co) if (slim and j < len(convs)) else co
+                specs.append(Conv(f"{p}.conv{j}", kept(ci), co, k, h, role="prunable"))
+            specs.append(Add(f"{p}.add", c_out, hw_out))
+            c_in, hw = c_out, hw_out
+    classes = 10 if cifar else 1001
+    specs += [BatchNorm("final_bn", c_in, hw, role="head"), Pool("avgpool", c_in, 1), Linear("dense", c_in, classes)]
+    return specs
+
+
+def dcp_preresnet(depth: int = 56, prune_ratio: float = 0.0, num_classes: int = 10) -> list[LayerSpec]:
+    """The DCP paper's CIFAR PreResNet (the authors' PyTorch model): 3x3 stem with 16 filters and no BN,
+    pre-activation basic blocks (BN-ReLU-conv3x3-BN-ReLU-conv3x3), a 1x1 projection only where the shape
+    changes, final BN-ReLU, average pool, FC; no conv biases. PreResNet-56: 855,578 params, 1.26e8 MACs.
+    At `prune_ratio` eta only conv2 of each block loses input channels, and with them conv1's output
+    channels and the BN between (physically removed: the residual width is untouched)."""
+    if depth < 8 or (depth - 2) % 6:
+        raise UserError(f"PreResNet depth must be 6n+2 >= 8 (20, 56, 110), got {depth}")
+    n = (depth - 2) // 6
+    specs: list[LayerSpec] = [Conv("conv", 3, 16, 3, 32, role="stem")]
+    c_in, hw = 16, 32
+    for s, width in enumerate((16, 32, 64)):
+        for b in range(n):
+            stride = 2 if (s > 0 and b == 0) else 1
+            hw_out = hw // stride
+            mid = dcp_kept(width, prune_ratio)
+            p = f"layer{s + 1}.{b}"
+            specs += [
+                BatchNorm(f"{p}.bn1", c_in, hw, role="block"),
+                Conv(f"{p}.conv1", c_in, mid, 3, hw_out, role="block"),
+                BatchNorm(f"{p}.bn2", mid, hw_out, role="prunable"),
+                Conv(f"{p}.conv2", mid, width, 3, hw_out, role="prunable"),
+            ]
+            if stride != 1 or c_in != width:
+                specs.append(Conv(f"{p}.downsample", c_in, width, 1, hw_out, role="shortcut"))
+            specs.append(Add(f"{p}.add", width, hw_out))
+            c_in, hw = width, hw_out
+    specs += [BatchNorm("bn", 64, hw, role="head"), Pool("avgpool", 64, 1), Linear("fc", 64, num_classes)]
+    return specs
+
+
+def dcp_imagenet_resnet(depth: int = 18, prune_ratio: float = 0.0, num_classes: int = 1000) -> list[LayerSpec]:
+    """The paper's ImageNet ResNets (torchvision v1.5) at pruning rate eta: only block-internal convs lose
+    input channels (basic: conv2; bottleneck: conv2 and conv3), with the producing conv's output channels
+    and BN; the stem, projections, residual widths and fc are unchanged."""
+    specs = []
+    for spec in imagenet_resnet(depth, num_classes):
+        name = spec.name
+        if isinstance(spec, Conv) and spec.role == "prunable":
+            last = name.endswith(".conv2") if depth < 50 else name.endswith(".conv3")
+            first = name.endswith(".conv1")
+            c_in = spec.c_in if first else dcp_kept(spec.c_in, prune_ratio)
+            c_out = spec.c_out if last else dcp_kept(spec.c_out, prune_ratio)
+            spec = Conv(name, c_in, c_out, spec.kernel, spec.out_hw, role="prunable")
+        elif isinstance(spec, BatchNorm) and spec.role == "prunable":
+            last = name.endswith(".bn2") if depth < 50 else name.endswith(".bn3")
+            if not last:
+                spec = BatchNorm(name, dcp_kept(spec.channels, prune_ratio), spec.out_hw, role="prunable")
+        specs.append(spec)
+    return specs
+
+
+# ----------------------------------------------------------------------------------------------------
 # Registry
 # ----------------------------------------------------------------------------------------------------
 
@@ -182,6 +322,11 @@ def _registry() -> dict[str, Callable[[], list[LayerSpec]]]:
     archs["ista-resnet20"] = ista_resnet20
     archs["ista-cnn4"] = ista_cnn4
     archs["ista-convnet-32-64-64-128"] = lambda: ista_cnn4((32, 64, 64, 128))
+    for size in (20, 32, 44, 56):
+        archs[f"pocketflow-resnet{size}"] = lambda d=size: pocketflow_resnet(d, "cifar10")
+    for size in _POCKETFLOW_IMAGENET:
+        archs[f"pocketflow-imagenet-resnet{size}"] = lambda d=size: pocketflow_resnet(d, "ilsvrc12")
+    archs["dcp-preresnet56"] = lambda: dcp_preresnet(56)
     return archs
 
 

@@ -12,6 +12,8 @@ Conventions (pick by name, every reported number states one):
 - `dsp-prunable`: only the prunable 3x3 convs of the residual blocks (DSP's README P.FLOPS/P.PARAMS);
   params = their weights. Kernel-granular: a conv spec with `kernel_pairs` counts only the kept
   (filter, input channel) pairs.
+- `conv-only`: MACs of the convs only (PocketFlow's channel learner sums TF's per-Conv2D flops
+  statistics, no FC); params = conv weights. PocketFlow ResNet-20: 41,074,688.
 - `ista-slim`: MACs of convs + FC; params = weights and biases + BN gamma, beta, moving mean and moving
   variance (the slim model_analyzer count that ISTA's `cifar10_eval` prints; a beta-only BN counts 3
   per channel).
@@ -125,6 +127,13 @@ CONVENTIONS: dict[str, Convention] = {
             "dsp-prunable",
             "prunable 3x3 residual convs only (DSP README), kernel-granular; params = their weights",
             roles=frozenset({"prunable"}),
+            include_fc=False,
+            bias=False,
+            bn="none",
+        ),
+        Convention(
+            "conv-only",
+            "MACs of the convs only, no FC; params = conv weights (PocketFlow's per-Conv2D op statistics)",
             include_fc=False,
             bias=False,
             bn="none",
