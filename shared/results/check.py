@@ -83,6 +83,11 @@ class Comparison:
     note: str = ""
     n_test: int | None = None  # accuracy: the smallest test set a record measured on
 
+    @property
+    def skipped(self) -> bool:
+        """A record of this row was left out (other variant or convention): worth showing."""
+        return " skipped: " in self.note
+
 
 def _variant_conflict(row_variant: dict, rec_variant: dict) -> str | None:
     for k, v in row_variant.items():
@@ -360,7 +365,7 @@ def format_check(
     index = {paper: row_index(table) for paper, table in tables.items()}
     lines = ["== Summary per paper (numbers = reported (row, metric) pairs) =="]
     lines += [summary_line(s) for s in paper_summaries(tables, comparisons, smoke)]
-    shown = [c for c in comparisons if show_all or c.values or c.status == "mismatch"]
+    shown = [c for c in comparisons if show_all or c.values or c.skipped]
     if brief:
         shown = [c for c in shown if c.status == "mismatch"]
     if shown:
@@ -380,10 +385,12 @@ def format_check(
                 f"{kind[:14]:14} {_fmt(c.reported):>9} {_fmt(c.ours):>9} {len(c.values) or '-':>3} "
                 f"{_fmt(c.delta):>7} {_fmt(c.tol):>5} {_fmt(c.noise):>5}  {c.status}"
             )
-            if c.note:  # abbreviated to the width; in full in TABLES.md
-                room = width - len(line) - 3
-                line += f"  [{_short(c.note, room)}]" if room >= 12 else ""
+            room = width - len(line) - 4
+            if c.note and room >= 16:  # abbreviated to the width; in full in TABLES.md
+                line += f"  [{_short(c.note, room)}]"
             lines.append(line)
+            if c.note and room < 16:
+                lines.append(" " * 6 + f"[{_short(c.note, width - 8)}]")
         lines += [""] + _wrap(LEGEND, width)
         cited = {}
         for c in shown:
@@ -436,5 +443,6 @@ def format_records(records: list[dict]) -> str:
         ms = ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items())
         stage = r["variant"].get("stage")
         row = (r["row"] or "-") + (f" [{stage}]" if stage else "")
-        lines.append(f"{r['paper']:5} {r['kind'][:14]:14} {row[:34]:34} {data[:22]:22} {str(r['seed']):>4}  {ms}")
+        seed = "-" if r["seed"] is None else r["seed"]
+        lines.append(f"{r['paper']:5} {r['kind'][:14]:14} {row[:34]:34} {data[:22]:22} {seed:>4}  {ms}")
     return "\n".join(lines)

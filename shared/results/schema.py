@@ -16,7 +16,9 @@
 
 2. Reported tables (YAML, one per paper, `shared/results/reported/<paper>.yaml`): every number the
    paper or its README reports, with its source, dataset, model, metric, convention and variant, plus
-   consistency checks of the table itself. See `dsp.yaml` for the layout.
+   consistency checks of the table itself. See `dsp.yaml` for the layout. Optional `own_methods`: the
+   `variant.method` names that are the paper's own (default: names containing the paper's short name,
+   and 'dense'); every other method's rows are the paper's comparison columns, shown apart.
 
 A malformed file raises MalformedError naming the file and the field. Numbers must be finite and in
 the range their name implies (`metric_range`): accuracies and other percentages of a whole in [0, 100],
@@ -192,6 +194,8 @@ def validate_reported(table: Any, source: str) -> dict:
         v.fail("paper", f"unknown paper {paper!r}; expected one of {PAPERS}")
     v.require(table, "title", str)
     sources = v.require(table, "sources", dict)
+    for i, name in enumerate(v.optional(table, "own_methods", list, default=[])):  # see check.is_own_row
+        v.check_type(name, str, f"own_methods[{i}]")
     rows = v.require(table, "rows", list)
     keys = set()
     for i, row in enumerate(rows):

@@ -80,7 +80,7 @@ def _paper_section(paper, table, summary, comps, smoke, checks, plot_path) -> li
     if plot_path is not None:
         out += [f"![{paper}: accuracy vs reduction, paper vs ours](plots/{plot_path.name})", ""]
 
-    compared = [c for c in comps if c.values]
+    compared = [c for c in comps if c.values or c.skipped]  # a skipped record says why in its note
     compared.sort(key=lambda c: not is_own_row(paper, rows[c.row], table))  # own rows first, stable
     out += ["### The paper's own results, compared with our runs", ""]
     if compared:
@@ -94,7 +94,8 @@ def _paper_section(paper, table, summary, comps, smoke, checks, plot_path) -> li
             mark = "" if is_own_row(paper, row, table) else " (other method)"
             out.append(
                 f"| {c.row}{mark} | {row['source']} | {c.metric} | {conv} | {_fmt(c.reported)} | "
-                f"{_fmt(c.ours)} ({len(c.values)}) | {KIND_LABEL.get(c.kind, c.kind)} | {_fmt(c.delta)} | "
+                f"{_fmt(c.ours)} ({len(c.values)}) | {KIND_LABEL.get(c.kind, c.kind) if c.values else '-'} | "
+                f"{_fmt(c.delta)} | "
                 f"{_fmt(c.tol)} | {_fmt(c.noise)} | {c.status} | {_cell(c.note)} |"
             )
     else:

@@ -457,3 +457,28 @@ def test_ista_readme_rows_refuse_other_bn_decay_precision_accumulation():
     for key, value in (("bn_decay", 0.9), ("precision", "mixed_bfloat16"), ("accum_steps", 4)):
         c = status(ista_rec(**{key: value}))
         assert c.status == "not run" and f"variant {key}={value}" in c.note
+
+
+def test_own_rows_by_method_name_or_own_methods(tmp_path):
+    row = {"variant": {"method": "EKG-search"}}
+    assert chk.is_own_row("ekg", row, {}) and chk.is_own_row("dcp", {"variant": {"method": "Random DCP"}}, {})
+    assert chk.is_own_row("ekg", {"variant": {"method": "dense"}}, {}) and chk.is_own_row("dsp", {}, {})
+    assert not chk.is_own_row("ekg", {"variant": {"method": "FPGM"}}, {})
+    assert not chk.is_own_row("bip", {"variant": {"method": "hydra"}}, {})
+    assert chk.is_own_row("bip", {"variant": {"method": "hydra"}}, {"own_methods": ["bip", "hydra"]})
+    assert not chk.is_own_row("ekg", row, {"own_methods": ["EKG"]})
+    bad = {**json.loads(json.dumps(TABLE)), "own_methods": ["ok", 3]}
+    (tmp_path / "dsp.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(MalformedError, match=r"dsp.yaml: field 'own_methods\[1\]'"):
+        load_table(tmp_path / "dsp.yaml")
+
+
+def test_a_skipped_record_is_shown_with_its_reason(tmp_path, capsys):
+    rdir = tmp_path / "recs"
+    r = rec(top1=92.0)
+    r["variant"]["groups"] = 2
+    write_record(r, rdir)
+    args = ["check", "--tables", str(_tables_dir(tmp_path)), "--no-default-records", "--records", str(rdir)]
+    assert results_main(args) == 0
+    out = capsys.readouterr().out
+    assert " r1 " in out and "[record " in out and "skipped: variant groups=2 (row: 4)" in out
