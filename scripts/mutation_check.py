@@ -80,9 +80,8 @@ def load_list(path: Path) -> list[Mutation]:
         tests = [tests] if isinstance(tests, str) else list(tests)
         if not tests:
             raise ListError(f"{path}: mutation {entry['id']} names no tests")
-        m = Mutation(
-            str(entry["id"]), str(entry["file"]), str(entry["find"]), str(entry["replace"]), tests, str(entry.get("why", ""))
-        )
+        fields = (str(entry[k]) for k in ("id", "file", "find", "replace"))
+        m = Mutation(*fields, tests=tests, why=str(entry.get("why", "")))
         m.source = str(path)
         target = REPO / m.file
         if not target.is_file():

@@ -1,4 +1,5 @@
-"""Packing: the packed network computes what the masked model computes, and is smaller."""
+"""Packing: the packed network computes what the masked model computes, and costs the MACs of the
+structure it promises (counted here from the masks), which is smaller than the dense model."""
 
 import json
 import zipfile
@@ -36,6 +37,52 @@ def _randomly_pruned(model, seed=0, keep=0.4, n_groups=4):
     return model.eval()
 
 
+DENSE_RESNET20 = 40_813_184  # MACs of the option-B ResNet-20 (convs + FC)
+UNION = PackOptions(align=1, gather_below=1.0, full_above=1.0)  # exact widths, always gather / scatter
+
+
+def _union_structure_macs(model) -> tuple[int, int]:
+    """(MACs, hidden filters kept) of the structure pack() promises, counted from the masks and BN here:
+    per block, H = conv_a filters that are alive (a kept kernel or a non-zero folded BN bias) and read
+    by conv_b; U = input channels the kept kernels of H read; Q = conv_b filters alive on H. The block
+    costs |U| |H| 9 HW + |H| |Q| 9 HW; the stem, the projection shortcuts and the FC are dense."""
+    sizes = {}
+    hooks = [
+        m.register_forward_hook(lambda mod, i, out: sizes.__setitem__(mod, out.shape[2] * out.shape[3]))
+        for m in model.modules()
+        if isinstance(m, torch.nn.Conv2d)
+    ]
+    with torch.inference_mode():
+        model(torch.zeros(1, 3, 32, 32))
+    for h in hooks:
+        h.remove()
+
+    def kept(conv):  # (out, in) kernels kept
+        w = conv.weight * conv.mask if hasattr(conv, "mask") else conv.weight
+        return w.abs().sum(dim=(2, 3)) > 0
+
+    def folded_bias(bn):
+        return bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)
+
+    stem = model.conv_1_3x3
+    macs = stem.weight.numel() * sizes[stem] + model.classifier.weight.numel()
+    hidden_total = 0
+    for stage in (model.stage_1, model.stage_2, model.stage_3):
+        for block in stage:
+            a, b = kept(block.conv_a), kept(block.conv_b)
+            live_a = a.any(dim=1) | (folded_bias(block.bn_a) != 0)
+            hidden = live_a & b.any(dim=0)
+            q = b[:, hidden].any(dim=1) | (folded_bias(block.bn_b) != 0)
+            u = a[hidden].any(dim=0)
+            if block.downsample is not None:
+                macs += block.downsample[0].weight.numel() * sizes[block.downsample[0]]
+            if q.any():
+                n_u, n_h, n_q = int(u.sum()), int(hidden.sum()), int(q.sum())
+                macs += 9 * (n_u * n_h * sizes[block.conv_a] + n_h * n_q * sizes[block.conv_b])
+            hidden_total += int(hidden.sum())
+    return macs, hidden_total
+
+
 @pytest.mark.parametrize(
     "options",
     [PackOptions(), PackOptions(align=8, channels_last=False), PackOptions(align=1, gather_below=1.0, full_above=1.0)],
@@ -47,8 +94,12 @@ def test_cifar_pack_equals_masked(options):
     with torch.inference_mode():
         assert (net(x) - model(x)).abs().max().item() < 1e-4
         assert (to_torchscript(net)(x) - model(x)).abs().max().item() < 1e-4
-    dense = 40_813_184  # the option-B ResNet-20; widths rounded up to 16 may keep every channel
-    assert packed_macs(net) < dense if options.align == 1 else packed_macs(net) <= dense
+    ours, _ = _union_structure_macs(model)
+    assert ours < 0.9 * DENSE_RESNET20  # 15 % dead filters, 13 % of the channels unread
+    if options == UNION:
+        assert packed_macs(net) == ours
+    else:  # aligned widths and plain adds cost more than the exact structure, but it stays smaller
+        assert ours <= packed_macs(net) < DENSE_RESNET20
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
@@ -126,7 +177,12 @@ def test_released_model_packs_smaller_and_equal(checkpoint_root, cifar_dir):
     x = (x - torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)) / torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
     with torch.inference_mode():
         assert (to_torchscript(net)(x) - conv.script(x)).abs().max().item() < 1e-4
-    assert packed_macs(net) < 0.8 * 125_747_840
+    dense = 125_747_840
+    # DSP's kernel count (the authors' branches execute it) is 0.35 x dense; our one-conv-per-layer
+    # structure reads the union of the groups' channels: 0.49 x dense at exact widths
+    ours, hidden = _union_structure_macs(conv.model)
+    assert packed_macs(pack(conv.model, UNION)) == ours and ours < 0.5 * dense
+    assert packed_macs(net) < 0.77 * dense  # widths aligned to 8, gathers and scatters only where they pay
     plans = plan_model(conv.model)
-    assert sum(len(h) for p in plans for h in p.hidden) < 0.8 * (9 * (16 + 32 + 64))  # dead filters dropped
+    assert sum(len(h) for p in plans for h in p.hidden) == hidden < 0.7 * (9 * (16 + 32 + 64))  # 0.695: dead dropped
     assert len(prunable_convs(conv.model)) == 54

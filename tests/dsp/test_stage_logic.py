@@ -30,7 +30,8 @@ def _metrics(path):
 def test_pretrain_warm_up_and_steps(tmp_path, monkeypatch):
     """lr/4 for epochs 0-1, lr from epoch 2, x0.1 at epochs//2 and 3 epochs//4 (8 epochs: 4 and 6)."""
     _script_accuracies(monkeypatch, [10.0] * 8)
-    args = cifar_pretrain.build_parser().parse_args(COMMON + ["--epochs", "8", "--lr", "0.4", "--save-dir", str(tmp_path)])
+    argv = COMMON + ["--epochs", "8", "--lr", "0.4", "--save-dir", str(tmp_path)]
+    args = cifar_pretrain.build_parser().parse_args(argv)
     assert cifar_pretrain.run(args) == 0
     lrs = [row["lr"] for row in _metrics(tmp_path / "resnet20.pkl.metrics.jsonl")]
     assert lrs == pytest.approx([0.1, 0.1, 0.4, 0.4, 0.04, 0.04, 0.004, 0.004])

@@ -1,5 +1,6 @@
 """Training machinery: accumulation and DDP equal one process on the same global batch; resume."""
 
+import copy
 import os
 import subprocess
 import sys
@@ -104,11 +105,47 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
     assert len(lines) == 2  # epoch 1 before the interruption, epoch 2 after the resume
 
 
-def test_bf16_autocast_step_runs_on_cpu():
-    from dsp_torch.models import cifar_resnet
+def test_accumulation_all_reduces_only_on_the_last_micro_batch(tmp_path):
+    """DDP's gradient all-reduce (counted by a communication hook) runs once per step, not once per
+    micro-batch: the other micro-batches run under no_sync(). Gradients equal the whole batch's."""
+    import torch.distributed as dist
+
     from shared.torch_train import accumulate_backward
 
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+        plain = copy.deepcopy(model)
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        calls = []
+
+        def counting_hook(state, bucket):
+            calls.append(bucket.index())
+            fut = torch.futures.Future()
+            fut.set_result(bucket.buffer())
+            return fut
+
+        ddp.register_comm_hook(None, counting_hook)
+        x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+        accumulate_backward(ddp, torch.nn.CrossEntropyLoss(), x, y, 4, torch.device("cpu"))
+        assert len(calls) == 1  # one bucket, reduced once
+        torch.nn.functional.cross_entropy(plain(x), y).backward()
+        for a, b in zip(model.parameters(), plain.parameters()):
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_bf16_precision_runs_the_forward_in_bf16_and_fp32_does_not():
+    from shared.torch_train import accumulate_backward
+
+    torch.manual_seed(0)
     model = cifar_resnet(20)
-    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
-    loss = accumulate_backward(model, torch.nn.CrossEntropyLoss(), x, y, 2, torch.device("cpu"), "bf16")
-    assert loss > 0 and all(p.grad is not None for p in model.parameters())
+    seen = []
+    model.conv_1_3x3.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    for precision in ("bf16", "fp32"):
+        accumulate_backward(model, torch.nn.CrossEntropyLoss(), x, y, 2, torch.device("cpu"), precision)
+    assert seen == [torch.bfloat16] * 2 + [torch.float32] * 2
+    assert all(p.grad.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
