@@ -26,7 +26,7 @@ import numpy as np
 from shared import safe_pickle
 from shared.data.arrays import ArraySplit
 from shared.errors import MalformedError, UserError
-from shared.paths import data_root
+from shared.paths import data_root, ensure_folder, write_failure
 
 # Normalisation constants of the CIFAR-10 training set (as the DSP and BiP code use them).
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -271,8 +271,7 @@ def prepare_cifar(
     Otherwise download the official archive (fails with a clear message when offline).
     """
     layout = _layout(name)
-    out = Path(out_dir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(Path(out_dir).expanduser(), "output")
     target = out / layout.folder
     if target.is_dir() and _is_layout_folder(target, layout):
         load_cifar(out, name, "test")  # readable?
@@ -280,7 +279,12 @@ def prepare_cifar(
     if source_dir is not None:
         folder = find_cifar_folder(source_dir, name)
         load_cifar(folder, name, "test")
-        shutil.copytree(folder, target)
+        try:
+            shutil.copytree(folder, target)
+        except OSError as err:  # shutil.Error (one per file) included
+            shutil.rmtree(target, ignore_errors=True)
+            cause = err if err.errno is not None else OSError(None, f"{len(err.args[0])} file(s) failed: {err}")
+            raise write_failure(target, cause) from err
     elif archive is not None:
         archive = Path(archive).expanduser()
         if not archive.is_file():

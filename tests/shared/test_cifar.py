@@ -1,7 +1,9 @@
 """CIFAR reader: the real subset, the official layout with any N, and bad inputs."""
 
+import errno
 import hashlib
 import io
+import os
 import pickle
 import tarfile
 
@@ -233,3 +235,21 @@ def test_malformed_batch_through_the_cli_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "test_batch: field 'labels'" in err and err.count("\n") == 1
     assert not (tmp_path / "out" / "cifar-10-batches-py").exists()
+
+
+def test_out_under_a_file_or_unwritable(tmp_path, capsys, monkeypatch):
+    make_fake_cifar10(tmp_path / "mine")
+    (tmp_path / "plain").write_text("x")
+    rc = data_main(["cifar10", "--out", str(tmp_path / "plain" / "d"), "--from", str(tmp_path / "mine")])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{tmp_path / 'plain'} is a file, not a folder" in err and err.count("\n") == 1
+
+    def full(src, dst, **kwargs):
+        os.makedirs(dst)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cifar.shutil, "copytree", full)
+    rc = data_main(["cifar10", "--out", str(tmp_path / "out"), "--from", str(tmp_path / "mine")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "cifar-10-batches-py: no space left on the device" in err and err.count("\n") == 1
+    assert list((tmp_path / "out").iterdir()) == []  # the half copy is removed
