@@ -28,7 +28,7 @@ from pathlib import Path
 
 from shared.data.lmdb_store import COMMIT_EVERY, _raw_bytes, decode_rgb, write_lmdb
 from shared.errors import MalformedError, UserError
-from shared.paths import ensure_folder
+from shared.paths import ensure_folder, write_failure
 
 # torchvision.datasets.folder.IMG_EXTENSIONS (matched case-insensitively, as torchvision does)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -280,7 +280,11 @@ def sort_kaggle_val(
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     if tmp.exists():  # never delete it: after an interrupted --move it may hold the user's images
         raise UserError(f"{tmp} exists (left by an interrupted run?); look inside, then remove it")
-    tmp.mkdir(parents=True)
+    ensure_folder(out.parent, "output")
+    try:
+        tmp.mkdir()
+    except OSError as err:
+        raise write_failure(tmp, err, "folder") from err
     place = _Placer(move)
     try:
         for wnid in sorted(set(labels.values())):

@@ -472,3 +472,13 @@ def test_files_that_are_not_images_are_warned_or_refused(tmp_path, capsys):
 )
 def test_image_signatures(head, expected):
     assert imagenet.looks_like_image(head) is expected
+
+
+def test_sort_val_out_under_a_file(tmp_path, capsys):
+    val, csv_path, _ = make_kaggle_val(tmp_path)
+    (tmp_path / "plain").write_text("x")
+    out = tmp_path / "plain" / "sorted"
+    rc = data_main(["imagenet-sort-val", "--val-dir", str(val), "--solution", str(csv_path), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{tmp_path / 'plain'} is a file, not a folder" in err and err.count("\n") == 1
+    assert len(list(val.iterdir())) == 7
