@@ -101,10 +101,10 @@ def paper_pivots(n_blocks: int, nb_stages: int) -> list[int]:
     per = n_blocks // (nb_stages + 1) + 1
     pivots = [k * per for k in range(1, nb_stages + 1)]
     if nb_stages < 1 or pivots[-1] >= n_blocks:
-        most = max((p for p in range(1, n_blocks) if p * (n_blocks // (p + 1) + 1) < n_blocks), default=0)
+        allowed = [p for p in range(1, n_blocks) if p * (n_blocks // (p + 1) + 1) < n_blocks]
         raise UserError(
             f"--dcp_nb_stages {nb_stages} does not fit this network's {n_blocks} residual blocks "
-            f"(pivots {pivots}); allowed: 1..{most}"
+            f"(pivots {pivots}); allowed values: {allowed}"
         )
     return pivots
 

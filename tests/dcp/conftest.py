@@ -1,0 +1,23 @@
+"""Fixtures of the dcp_tf tests: a quiet TensorFlow and small data splits."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def digits_train():
+    from shared.data import load_image_classification
+
+    return load_image_classification("digits", "train")
+
+
+@pytest.fixture(scope="session")
+def digits_test():
+    from shared.data import load_image_classification
+
+    return load_image_classification("digits", "test")
