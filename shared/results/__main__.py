@@ -123,6 +123,14 @@ def _skipped_line(skipped) -> str | None:
 @main_guard
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "update_committed", False) and (
+        args.paper or args.tables or args.records or args.no_default_records
+    ):
+        raise UserError(
+            "--update-committed rewrites the committed TABLES.md for every paper from the packaged tables and the "
+            "committed records only: it takes no --paper, --tables, --records or --no-default-records "
+            "(use --out DIR for those)"
+        )
     tables, records, skipped = _load(args)
     note = _skipped_line(skipped)
     if args.command == "records":

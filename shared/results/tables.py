@@ -39,6 +39,7 @@ X_METRICS = (
     "sparsity_pct",
     "filter_pruning_ratio_pct",
     "flops_reduction_x",
+    "params",  # a paper that reports counts only (ISTA)
 )
 X_LABEL = {
     "flops_reduction_pct": "FLOPs reduction (%)",
@@ -46,6 +47,7 @@ X_LABEL = {
     "sparsity_pct": "sparsity (% of weights removed)",
     "filter_pruning_ratio_pct": "filters pruned (%)",
     "flops_reduction_x": "FLOPs reduction (times fewer)",
+    "params": "parameters (count)",
 }
 Y_LABEL = {
     "top1": "top-1 accuracy (%)",

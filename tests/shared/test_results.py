@@ -402,7 +402,10 @@ def test_tables_default_to_runs_and_update_committed_on_request(tmp_path, monkey
     args = ["--tables", str(_two_rows_table(tmp_path)), "--no-default-records"]
     assert results_main(["tables", *args]) == 0
     assert (tmp_path / "runs" / "results" / "TABLES.md").is_file() and not (tmp_path / "results").exists()
-    assert results_main(["tables", *args, "--update-committed"]) == 0
+    assert results_main(["tables", *args, "--update-committed"]) == 2  # never a partial committed table
+    assert not (tmp_path / "results").exists()
+    assert results_main(["tables", "--update-committed", "--records", str(tmp_path / "runs")]) == 2
+    assert results_main(["tables", "--update-committed"]) == 0
     assert (tmp_path / "results" / "TABLES.md").is_file()
     with pytest.raises(SystemExit):  # one or the other
         results_main(["tables", *args, "--update-committed", "--out", str(tmp_path)])
