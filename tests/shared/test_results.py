@@ -485,3 +485,22 @@ def test_a_skipped_record_is_shown_with_its_reason(tmp_path, capsys):
     assert results_main(args) == 0
     out = capsys.readouterr().out
     assert " r1 " in out and "[record " in out and "skipped: variant groups=2 (row: 4)" in out
+
+
+def test_demo_script_results_commands_run(tmp_path, monkeypatch, capsys):
+    """The results commands of scripts/demo.sh, on a records folder holding one smoke run of the demo."""
+    import shlex
+
+    script = (Path(__file__).resolve().parents[2] / "scripts" / "demo.sh").read_text()
+    lines = [ln for ln in script.splitlines() if "-m shared.results" in ln and not ln.lstrip().startswith("#")]
+    assert [shlex.split(ln)[3] for ln in lines] == ["records", "check", "tables"]
+    smoke = rec(kind="smoke", top1=40.0, flops_reduction_pct=50.0, n=360)
+    smoke["data"]["name"] = "digits"
+    write_record(smoke, tmp_path / "records")
+    monkeypatch.setattr("shared.results.tables.plot", lambda *a, **k: {})  # plots: tested elsewhere
+    for line in lines:
+        line = line.replace('"$RECORDS"', str(tmp_path / "records")).replace('"$OUT"', str(tmp_path / "out"))
+        assert results_main([*shlex.split(line)[3:], "--paper", "dsp"]) == 0  # one paper: quicker
+    out = capsys.readouterr().out
+    assert "1 run record(s)" in out and "1 smoke runs (not compared)" in out
+    assert "### Smoke runs (1;" in (tmp_path / "out" / "TABLES.md").read_text()
