@@ -17,6 +17,8 @@ Conventions (pick by name, every reported number states one):
 - `ista-slim`: MACs of convs + FC; params = weights and biases + BN gamma, beta, moving mean and moving
   variance (the slim model_analyzer count that ISTA's `cifar10_eval` prints; a beta-only BN counts 3
   per channel).
+- `ekg-code`: EKG's `check_complexity`: "FLOPs" = MACs of convs + FC + 2*H*W*C per BN; params as
+  `ista-slim` (BN moving statistics included). EKG's `search_target_rate` is a fraction of this total.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ class Convention:
     include_fc: bool = True
     bias: bool = True
     bn: str = "affine"  # "none" | "affine" | "affine+stats"
+    bn_flops: int = 0  # FLOPs counted per BN output element (EKG's counter: 2)
 
 
 CONVENTIONS: dict[str, Convention] = {
@@ -142,6 +145,13 @@ CONVENTIONS: dict[str, Convention] = {
             "ista-slim",
             "MACs of conv+FC; params = weights, biases, BN gamma/beta and moving mean/variance (slim count)",
             bn="affine+stats",
+        ),
+        Convention(
+            "ekg-code",
+            "EKG code's check_complexity: 'FLOPs' = conv+FC MACs + 2*H*W*C per BN; params = weights, FC bias, "
+            "BN gamma/beta and moving mean/variance",
+            bn="affine+stats",
+            bn_flops=2,
         ),
     ]
 }
@@ -182,7 +192,8 @@ def _layer_counts(layer: LayerSpec, conv: Convention) -> tuple[int, int]:
         if conv.roles is not None or conv.bn == "none":
             return 0, 0
         per_channel = int(layer.scale) + int(layer.center) + (2 if conv.bn == "affine+stats" else 0)
-        return 0, per_channel * layer.channels
+        h, w = _pair(layer.out_hw)
+        return conv.bn_flops * h * w * layer.channels, per_channel * layer.channels
     return 0, 0  # pooling and additions: no weights; not counted as MACs by these conventions
 
 
