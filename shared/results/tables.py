@@ -263,8 +263,9 @@ def _panel_data(paper, table, comparisons, smoke):
         panel = {"x": x, "y": y, "rows": rows, "own": [], "other": [], "ours": {}, "smoke": []}
         for row in rows:
             m = row["metrics"]
-            if m.get(x) is not None and m.get(y) is not None:
-                panel["own" if is_own_row(paper, row, table) else "other"].append((m[x], m[y], row["key"]))
+            if m.get(x) is not None and m.get(y) is not None:  # with the paper's std over runs, if given
+                point = (m[x], m[y], row["key"], m.get(f"{y}_std"))
+                panel["own" if is_own_row(paper, row, table) else "other"].append(point)
             for kind in KIND_LABEL:
                 cy, cx = ours.get((row["key"], y, kind)), ours.get((row["key"], x, kind))
                 if cy is not None and cx is not None:
@@ -323,8 +324,21 @@ def plot(tables: dict[str, dict], comparisons: list[Comparison], out_dir: Path, 
                     label=f"{paper.upper()} as reported ({len(p['own'])})",
                     zorder=2,
                 )
+                std = [q for q in p["own"] if q[3]]
+                if std:
+                    ax.errorbar(
+                        [q[0] for q in std],
+                        [q[1] for q in std],
+                        yerr=[q[3] for q in std],
+                        fmt="none",
+                        ecolor="C0",
+                        elinewidth=0.8,
+                        capsize=2,
+                        label="+-1 std over the paper's runs",
+                        zorder=2,
+                    )
                 if len(p["own"]) <= 8:  # labels only while they stay readable
-                    for xv, yv, key in p["own"]:
+                    for xv, yv, key, _ in p["own"]:
                         short = "/".join(part for part in key.split("/") if part != dataset)[:24]
                         ax.annotate(short, (xv, yv), fontsize=6, color="C0", xytext=(4, 4), textcoords="offset points")
             for kind, pts in p["ours"].items():

@@ -416,6 +416,7 @@ def test_tables_sections_own_rows_first_and_smoke_runs_in_the_plot(tmp_path):
 
     table = json.loads(json.dumps(TABLE))
     table["rows"].append({**table["rows"][0], "key": "thinet", "variant": {"method": "ThiNet"}})
+    table["rows"][0]["metrics"]["top1_std"] = 0.2  # the paper's spread over runs: an error bar
     ista = {**json.loads(json.dumps(TABLE)), "paper": "ista", "checks": []}
     records = [rec(top1=92.1, flops_reduction_pct=60.2)]
     smoke = [rec(kind="smoke", top1=50.0, flops_reduction_pct=10.0, n=100)]
@@ -432,6 +433,7 @@ def test_tables_sections_own_rows_first_and_smoke_runs_in_the_plot(tmp_path):
     assert "| inconsistent (known) | known bad |" in dsp
     panel = tables._panel_data("dsp", table, comps, smoke)["cifar10"]
     assert [p[2] for p in panel["own"]] == ["r1"] and [p[2] for p in panel["other"]] == ["thinet"]
+    assert panel["own"][0][3] == 0.2 and panel["other"][0][3] is None
     [(x, y, se, n)] = panel["ours"]["reproduction"]
     assert (x, y, n) == (60.2, 92.1, 10000) and se == pytest.approx(100 * (0.921 * 0.079 / 10000) ** 0.5)
     assert panel["smoke"] == [(10.0, 50.0, "digits")]  # on the row's dataset panel, marked apart
