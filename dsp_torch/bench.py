@@ -1,27 +1,30 @@
-"""Inference speed of dense, the authors' packed and our packed ResNet-56 g=4, side by side.
+"""Inference speed of the dense and the DSP-packed ResNet under every CPU runtime at hand, side by side.
 
-    python -m dsp_torch.bench [--ckpt resnet56_g4.pt] [--batch-sizes 128 1] [--reps 15] [--device cpu]
+    python -m dsp_torch.bench [--ckpt resnet56_g4.pt] [--batch-sizes 128 1] [--reps 9] [--threads 1]
 
-In one process, each repetition times every model once (in rotating order, after warm-up; each timed
-call follows an untimed one, so the model is measured warm, as when serving batch after batch), so
-machine noise hits them alike; the table gives median images/s per model and the ratios of the medians.
-Models (fp32, eval mode, no autograd):
+Contenders (fp32, eval mode, no autograd), for a released model (--ckpt, or
+$PRUNING_CHECKPOINT_DIR/dsp/resnet56_g4.pt, else .../resnet20_g4.pt):
 
-- dense (eager): the option-B ResNet-56 as PyTorch runs it by default: the reference of the target;
-- dense (optimised): the same network given our packer's treatment (BN folded, channels_last,
-  scripted and frozen): what the dense model achieves with the deployment tricks we use;
+- dense <runtime>: the option-B ResNet of the same depth, unpruned, under each runtime of
+  `shared.torch_export.runtimes` (eager, scripted = traced + frozen TorchScript, onnxruntime, OpenVINO;
+  --runtimes chooses), and `dense packed-scripted`: the dense network given our packer's treatment (BN
+  folded, channels_last, scripted and frozen). The best of these is the baseline of the headline;
 - authors' packed: the released TorchScript file as is;
-- ours: the released model converted and packed by `dsp_torch.pack`.
+- ours <runtime>: the released model converted and packed by `dsp_torch.pack`, under each runtime.
 
-The released file comes from --ckpt or $PRUNING_CHECKPOINT_DIR/dsp/resnet56_g4.pt.
+Timing (`shared.bench`): every contender of a batch size is timed in the same rounds, in an order that
+rotates from round to round, each timed call after an untimed one (warm, as in steady serving), after
+warm-up calls; the table gives medians, the spread (IQR / median, min-max) and the machine load. The
+headline is best packed (ours) / best dense, with a verdict against --target only when the spread of
+the paired ratio is narrow, and a speed-up above the ratio of executed MACs flagged as implausible.
+On a machine that other jobs share the numbers are noisy: read the load line.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 import torch
@@ -30,99 +33,141 @@ from dsp_torch.dsp_module import attach_prune_buffers
 from dsp_torch.models import cifar_resnet
 from dsp_torch.pack import PackOptions, pack, packed_macs, to_torchscript
 from dsp_torch.released import convert_released, load_released
+from shared import bench, torch_export
 from shared.errors import UserError, main_guard
 from shared.paths import checkpoint_root
 
-AUTHORS, OURS = "authors' packed", "ours (packed)"
+AUTHORS, DENSE_PACKED = "authors' packed", "dense packed-scripted"
+DEFAULT_CKPTS = ("resnet56_g4.pt", "resnet20_g4.pt")
 
 
-def build_models(ckpt: str, device: torch.device, align: int) -> dict:
+def build_models(ckpt: str, align: int) -> tuple[dict, dict]:
+    """({'dense', 'dense packed', 'authors', 'ours'}: model, info) for the released model `ckpt`."""
     converted = convert_released(ckpt)
     depth = converted.arch["depth"]
+    torch.manual_seed(0)
     dense = cifar_resnet(depth).eval()
     dense_masked = cifar_resnet(depth).eval()
+    dense_masked.load_state_dict(dense.state_dict())
     attach_prune_buffers(dense_masked, 1)  # all-ones masks: the packer keeps everything
     opts = PackOptions(align=align)
-    ours = pack(converted.model, opts)
     models = {
-        "dense (eager)": dense,
-        "dense (optimised)": to_torchscript(pack(dense_masked, opts)),
-        AUTHORS: load_released(ckpt),
-        OURS: to_torchscript(ours),
+        "dense": dense,
+        "dense packed": pack(dense_masked, opts),
+        "authors": load_released(ckpt),
+        "ours": pack(converted.model, opts),
     }
     info = {
         "depth": depth,
         "groups": converted.groups,
-        "ours_macs": packed_macs(ours),
-        "dense_macs": packed_macs(pack(dense_masked, opts)),
+        "ours_macs": packed_macs(models["ours"]),
+        "dense_macs": packed_macs(models["dense packed"]),
     }
-    return {k: v.to(device) for k, v in models.items()}, converted, info
+    return models, info
 
 
-def time_models(models: dict, batch: int, reps: int, warmup: int, device: torch.device) -> dict:
-    x = torch.randn(batch, 3, 32, 32, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times = {k: [] for k in models}
+def build_contenders(models: dict, batch: int, runtimes, threads: int, workdir: Path) -> tuple[dict, dict]:
+    """({name: callable(images) -> logits}, {name: max |logit difference| from its eager model}) for one
+    batch size (a model whose ONNX export pins the batch is exported at this one)."""
+    example = torch.randn(batch, 3, 32, 32)
+    said = set()
+
+    def say(line: str) -> None:
+        if line not in said:
+            said.add(line)
+            print(f"  {line}")
+
+    fns = {}
+    for kind in ("dense", "ours"):
+        made = torch_export.runtimes(
+            models[kind], example, names=runtimes, threads=threads, workdir=workdir / f"{kind}-{batch}", log=say
+        )
+        fns.update({f"{kind} {k}": f for k, f in made.items()})
+    fns[DENSE_PACKED] = torch_export.torch_runner(to_torchscript(models["dense packed"]))
+    fns[AUTHORS] = torch_export.torch_runner(models["authors"])
     with torch.inference_mode():
-        for _ in range(warmup):
-            for m in models.values():
-                m(x)
-        names = list(models)
-        for r in range(reps):
-            for k in names[r % len(names) :] + names[: r % len(names)]:
-                models[k](x)  # one untimed call first: time the model warm, as in steady serving
-                sync()
-                t = time.perf_counter()
-                models[k](x)
-                sync()
-                times[k].append(time.perf_counter() - t)
-    return times
+        ref = {kind: models[kind](example).numpy() for kind in ("dense", "ours")}
+    diffs = {
+        name: bench.max_abs_diff(fn(example.numpy()), ref["ours" if name.startswith("ours") else "dense"])
+        for name, fn in fns.items()
+        if name != AUTHORS
+    }
+    return fns, diffs
 
 
-@main_guard
-def main(argv=None) -> int:
+def default_ckpt() -> str:
+    root = checkpoint_root()
+    if root is None:
+        raise UserError("give --ckpt (a released model such as resnet56_g4.pt) or set PRUNING_CHECKPOINT_DIR")
+    for name in DEFAULT_CKPTS:
+        if (root / "dsp" / name).is_file():
+            return str(root / "dsp" / name)
+    raise UserError(f"no released model ({' or '.join(DEFAULT_CKPTS)}) in {root / 'dsp'}; give --ckpt")
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m dsp_torch.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--ckpt", help="released packed model (default $PRUNING_CHECKPOINT_DIR/dsp/resnet56_g4.pt)")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 1])
-    p.add_argument("--reps", type=int, default=15, help="timed repetitions per model and batch size")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 1], help="batch sizes to time")
+    p.add_argument("--reps", type=int, default=9, help="timed rounds per batch size (every contender once each)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls per contender before the rounds")
+    p.add_argument("--threads", type=int, default=1, help="threads of every runtime (torch intra-op too)")
+    p.add_argument(
+        "--runtimes",
+        nargs="+",
+        default=list(torch_export.DEFAULT_RUNTIMES),
+        choices=torch_export.TORCH_RUNTIMES,
+        help="runtimes for the dense and our packed model",
+    )
     p.add_argument("--align", type=int, default=8, help="packing width multiple (default 8)")
-    args = p.parse_args(argv)
-    ckpt = args.ckpt
-    if ckpt is None:
-        root = checkpoint_root()
-        if root is None:
-            raise UserError("give --ckpt (a released model such as resnet56_g4.pt) or set PRUNING_CHECKPOINT_DIR")
-        ckpt = str(root / "dsp" / "resnet56_g4.pt")
+    p.add_argument("--target", type=float, default=1.5, help="target of best packed / best dense")
+    return p
+
+
+@main_guard
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if min(args.batch_sizes) < 1 or args.reps < 1 or args.warmup < 0 or args.threads < 1 or args.align < 1:
+        raise UserError("--batch-sizes, --reps, --threads and --align must be >= 1 and --warmup >= 0")
+    ckpt = args.ckpt or default_ckpt()
     if not Path(ckpt).is_file():
         raise UserError(f"released model {ckpt} does not exist")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda asked for, but no CUDA device is available")
-    models, converted, info = build_models(ckpt, device, args.align)
+    torch.set_num_threads(args.threads)
+    models, info = build_models(ckpt, args.align)
     print(
-        f"{Path(ckpt).name}: ResNet-{info['depth']} g={info['groups']}; device {device}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}, fp32"
+        f"{Path(ckpt).name}: ResNet-{info['depth']} g={info['groups']}; CPU, {args.threads} thread(s), "
+        f"torch {torch.__version__}, fp32"
     )
+    macs_ratio = info["dense_macs"] / info["ours_macs"]
     print(
-        f"packed MACs: ours {info['ours_macs']:,} vs dense {info['dense_macs']:,} "
-        f"({info['dense_macs'] / info['ours_macs']:.2f}x fewer); DSP-convention kernels: 65% fewer for g=4"
+        f"executed MACs: ours packed {info['ours_macs']:,} vs dense {info['dense_macs']:,} ({macs_ratio:.2f}x fewer); "
+        "DSP-convention kernels: 65% fewer for g=4"
     )
+    workdir = Path(tempfile.mkdtemp(prefix="dsp-bench-"))
+    summary = []
     for batch in args.batch_sizes:
-        times = time_models(models, batch, args.reps, args.warmup, device)
-        med = {k: statistics.median(v) for k, v in times.items()}
-        base, opt = med["dense (eager)"], med["dense (optimised)"]
-        print(f"\nbatch {batch} ({args.reps} paired repetitions, median):")
-        print(f"  {'model':20s} {'ms/batch':>10s} {'images/s':>10s} {'vs dense eager':>15s} {'vs dense opt.':>14s}")
-        for k, v in med.items():
-            print(f"  {k:20s} {v * 1e3:10.2f} {batch / v:10.1f} {base / v:14.2f}x {opt / v:13.2f}x")
-        print(f"  ours vs authors' packed: {med[AUTHORS] / med[OURS]:.2f}x")
+        fns, diffs = build_contenders(models, batch, args.runtimes, args.threads, workdir)
+        worst = max(diffs, key=diffs.get)
+        print(f"batch {batch}: every runtime within {diffs[worst]:.1e} of its eager model (largest: {worst})")
+        x = torch.randn(batch, 3, 32, 32).numpy()
+        times = bench.time_paired(
+            {k: (lambda f=f, x=x: f(x)) for k, f in fns.items()}, reps=args.reps, warmup=args.warmup
+        )
+        print(bench.format_table(times, batch, reference="dense eager", title=f"\nbatch {batch}:"))
+        head = bench.headline(
+            times, [k for k in fns if k.startswith("dense")], [k for k in fns if k.startswith("ours")]
+        )
+        v = bench.verdict(head.speedup, args.target, head.paired, flops_ratio=macs_ratio)
+        authors = bench.paired_ratio(times[AUTHORS], times[head.best_pruned]).median
+        summary.append(
+            f"batch {batch}: best packed ({head.best_pruned}) / best dense ({head.best_dense}) {head.speedup:.2f}x; "
+            f"ours vs authors' packed {authors:.2f}x; target {args.target}x: {v}"
+        )
+    print(f"\nratios ({bench.describe_load()}):")
+    for line in summary:
+        print("  " + line)
     return 0
 
 

@@ -1,85 +1,91 @@
 """Speed that is real: in one run, side by side (`python -m ista_tf.bench`, `make ista-bench`).
 
-1. Inference throughput of a compressed model against the uncompressed one (batch 128, fp32, eval
-   mode; on the CPU, and on the GPU when TensorFlow sees one). The compressed model is physically
-   smaller (smaller kernels, not masks), so its speed-up should follow its FLOPs reduction:
-   target speed-up >= 0.7 x (full MACs / compressed MACs).
+1. Inference of the compressed model against the full one, each under every CPU runtime at hand
+   (`shared.tf_export.runtimes`: tf.function, XLA, TFLite through LiteRT, ONNX through onnxruntime),
+   at batch 128 and 1, fp32, a fixed thread count (--threads). The compressed model is physically
+   smaller (smaller kernels, not masks), so its speed-up should follow its FLOPs reduction. Headline:
+   best compressed runtime / best full runtime (the full model's baseline is the fastest way to run
+   it); target speed-up >= 0.8 x (full MACs / compressed MACs).
 2. One ISTA training step with XLA against the same step without XLA (resnet20, batch 125), with XLA
    on one part only (the batch norms, or the update) as further contenders, and the step's ingredients
    timed the same way (one convolution with its gradients, one batch norm + ReLU with its gradients,
    the update: SGD, prox, moving average), which shows where XLA wins or loses. Target: where
-   `--xla auto` uses XLA, XLA is not slower than no XLA. The bench prints what auto picks on each
-   device and the measured XLA speed-up, whichever way it goes.
+   `--xla auto` uses XLA, XLA is not slower than no XLA.
 
-Timings are medians over rounds that alternate the contenders (ABAB...), after warm-up calls that
-include compilation; the process CPU time per call is printed next to the wall time of the train step,
-as it varies less when other jobs share the machine. The default compressed widths keep half of every
-prunable layer; pass --widths to time another pattern (e.g. the widths a real run printed).
+Timings (`shared.bench`): every contender of a table is timed in the same rounds, in an order that
+rotates from round to round, each timed call after an untimed one, after warm-up calls that include
+compilation; tables give medians with their spread (IQR / median, min-max) and the machine load. A
+verdict ("met" / "not met") is given only when the spread of the paired ratio is narrow, "noisy (no
+verdict)" otherwise, and a speed-up above the FLOPs ratio is flagged as implausible. On a machine that
+other jobs share, the numbers are noisy: read the load line. The default compressed widths keep half
+of every prunable layer; pass --widths to time another pattern (e.g. the widths a real run printed).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
+import tempfile
+from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from ista_tf import flops
 from ista_tf.models import MODELS, build_model, full_arch
 from ista_tf.models.layers import BatchNorm
 from ista_tf.train import IstaTrainer, StageConfig, xla_by_default
-from shared import tf_train
+from shared import bench, tf_export, tf_train
 from shared.errors import UserError, main_guard
 
-
-def _median_seconds(fns: dict, rounds: int, warmup: int, cpu: dict | None = None) -> dict[str, float]:
-    """Median wall time of each zero-argument callable, the callables alternating within each round.
-    With `cpu` (a dict), also the median process CPU time of each, stored in it."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in fns}
-    cpu_times = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            c0, t0 = time.process_time(), time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-            cpu_times[name].append(time.process_time() - c0)
-    if cpu is not None:
-        cpu.update({name: statistics.median(t) for name, t in cpu_times.items()})
-    return {name: statistics.median(t) for name, t in times.items()}
+TARGET = 0.8  # speed-up >= TARGET x FLOPs ratio (issue target for the compressed models)
+FULL, COMPRESSED = "full", "compressed"
 
 
-def inference(model_name: str, widths: list[int], device: str, batch: int, rounds: int, warmup: int) -> dict:
-    with tf.device(device):
-        models = {
-            "full": build_model(full_arch(model_name)),
-            "compressed": build_model({"model": model_name, "widths": widths}),
-        }
-        images = tf.random.stateless_normal([batch, 32, 32, 3], seed=(0, 0))
-        fns = {}
-        for name, model in models.items():
-            forward = tf_train.compile_fn(lambda x, m=model: m(x, training=False), jit_compile=False)
-            fns[name] = lambda f=forward: f(images).numpy()
-        seconds = _median_seconds(fns, rounds, warmup)
-    counts = {name: flops.count(m) for name, m in models.items()}
-    flops_ratio = counts["full"].macs / counts["compressed"].macs
-    speedup = seconds["full"] / seconds["compressed"]
+def _median_seconds(fns: dict, rounds: int, warmup: int) -> dict[str, float]:
+    """Median wall time of each zero-argument callable, timed in rotating rounds (shared.bench)."""
+    times = bench.time_paired(fns, reps=rounds, warmup=warmup)
+    return {name: bench.summarize(t).median for name, t in times.items()}
+
+
+def inference_runtimes(model_name: str, widths: list[int], runtimes, threads: int, workdir: Path) -> tuple:
+    """({'full <runtime>' | 'compressed <runtime>': callable(images) -> logits}, {kind: model})."""
+    models = {
+        FULL: build_model(full_arch(model_name)),
+        COMPRESSED: build_model({"model": model_name, "widths": widths}),
+    }
+    example = np.zeros([1, 32, 32, 3], np.float32)
+    fns = {}
+    for kind, model in models.items():
+        made = tf_export.runtimes(
+            lambda x, m=model: m(x, training=False),
+            example,
+            model,
+            names=runtimes,
+            threads=threads,
+            workdir=workdir / f"{model_name}-{kind}",
+            log=lambda line, k=kind: print(f"  {model_name} {k}: {line}"),
+        )
+        fns.update({f"{kind} {rt}": run for rt, run in made.items()})
+    return fns, models
+
+
+def inference(fns: dict, models: dict, batch: int, rounds: int, warmup: int) -> dict:
+    """Time every runtime of both models on one batch; the headline ratio and its verdict."""
+    images = tf.random.stateless_normal([batch, 32, 32, 3], seed=(0, 0)).numpy()
+    times = bench.time_paired({k: (lambda f=f: f(images)) for k, f in fns.items()}, reps=rounds, warmup=warmup)
+    counts = {kind: flops.count(m) for kind, m in models.items()}
+    flops_ratio = counts[FULL].macs / counts[COMPRESSED].macs
+    head = bench.headline(
+        times, [k for k in times if k.startswith(FULL)], [k for k in times if k.startswith(COMPRESSED)]
+    )
     return {
-        "model": model_name,
-        "device": device,
-        "widths": widths,
+        "times": times,
         "macs": {k: c.macs for k, c in counts.items()},
         "params": {k: c.params for k, c in counts.items()},
-        "seconds": seconds,
-        "images_per_sec": {k: batch / s for k, s in seconds.items()},
         "flops_ratio": flops_ratio,
-        "speedup": speedup,
-        "target": 0.7 * flops_ratio,
-        "met": speedup >= 0.7 * flops_ratio,
+        "headline": head,
+        "verdict": bench.verdict(head.speedup, TARGET * flops_ratio, head.paired, flops_ratio=flops_ratio),
     }
 
 
@@ -130,16 +136,17 @@ def train_step(model_name: str, device: str, batch: int, rounds: int, warmup: in
             if part == "update":  # called by the step when it is traced (first call)
                 trainer.step.apply_update = tf_train.compile_fn(trainer.step.apply_update, True)
             fns[name] = lambda t=trainer: t.step(images, labels)["loss"].numpy()
-        cpu = {}
-        seconds = _median_seconds(fns, rounds, warmup, cpu)
+        times = bench.time_paired(fns, reps=rounds, warmup=warmup)
+    seconds = {name: bench.summarize(t).median for name, t in times.items()}
     auto_xla = xla_by_default(_device_kind(device))
     used, other = ("xla", "no_xla") if auto_xla else ("no_xla", "xla")
     return {
         "model": model_name,
         "device": device,
         "batch": batch,
+        "times": times,
         "seconds": seconds,
-        "cpu_seconds": cpu,
+        "xla_paired": bench.paired_ratio(times["no_xla"], times["xla"]),
         "xla_speedup": seconds["no_xla"] / seconds["xla"],
         "partial_speedups": {
             part: seconds["no_xla"] / seconds[name] for name, (_, part) in STEP_VARIANTS.items() if part
@@ -200,6 +207,10 @@ def default_widths(model_name: str) -> list[int]:
     return [max(1, w // 2) for w in MODELS[model_name].full_widths]
 
 
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m ista_tf.bench",
@@ -212,51 +223,78 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="compressed widths of the first model, comma-separated (default: half of every layer)",
     )
-    p.add_argument("--batch", type=int, default=128, help="inference batch")
+    p.add_argument("--batch", default="128,1", help="inference batch sizes, comma-separated")
+    p.add_argument(
+        "--runtimes",
+        default=",".join(tf_export.DEFAULT_RUNTIMES),
+        help=f"inference runtimes, comma-separated subset of {tf_export.TF_RUNTIMES}",
+    )
+    p.add_argument("--threads", type=int, default=1, help="threads of every runtime (TensorFlow intra-op too)")
     p.add_argument("--train_batch", type=int, default=125, help="training batch (the original's)")
-    p.add_argument("--rounds", type=int, default=15, help="timed rounds per contender")
-    p.add_argument("--warmup", type=int, default=3, help="untimed calls per contender (compilation included)")
+    p.add_argument("--rounds", type=int, default=9, help="timed rounds per contender")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls per contender (compilation included)")
+    p.add_argument("--skip_train", action="store_true", help="time inference only (no training-step comparison)")
     return p
 
 
 @main_guard
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    names = _csv(args.models)
     unknown = [m for m in names if m not in MODELS]
     if unknown or not names:
         raise UserError(f"unknown model(s) {unknown}; expected a comma-separated subset of {sorted(MODELS)}")
+    runtimes = _csv(args.runtimes)
+    if not runtimes or any(r not in tf_export.TF_RUNTIMES for r in runtimes):
+        raise UserError(
+            f"--runtimes must be a comma-separated subset of {tf_export.TF_RUNTIMES}, got {args.runtimes!r}"
+        )
+    try:
+        batches = [int(b) for b in _csv(args.batch)]
+    except ValueError as err:
+        raise UserError(f"--batch must be comma-separated integers, got {args.batch!r}") from err
+    if not batches or min(batches) < 1 or args.threads < 1 or args.rounds < 1 or args.warmup < 0:
+        raise UserError("--batch sizes, --threads and --rounds must be >= 1 and --warmup >= 0")
+    threads_fixed = tf_export.set_threads(args.threads)
+    tf.get_logger().setLevel("ERROR")  # each batch size traces the functions once more: expected, not news
     devices = ["/CPU:0"] + (["/GPU:0"] if tf.config.list_physical_devices("GPU") else [])
     print(
-        f"ista_tf bench: TensorFlow {tf.__version__}, fp32, devices {devices}, medians of {args.rounds} "
-        "alternating rounds after warm-up"
+        f"ista_tf bench: TensorFlow {tf.__version__}, fp32, {args.threads} thread(s)"
+        f"{'' if threads_fixed else ' (TensorFlow already started: its own thread count unchanged)'}, "
+        f"medians of {args.rounds} rotating rounds after {args.warmup} warm-up calls; {bench.describe_load()}"
     )
     lines = []
-    for device in devices:
-        for i, name in enumerate(names):
-            widths = default_widths(name)
-            if args.widths and i == 0:
-                widths = [int(w) for w in args.widths.split(",")]
-            r = inference(name, widths, device, args.batch, args.rounds, args.warmup)
-            print(
-                f"[inference {name} {device} batch {args.batch}] widths {r['widths']}: "
-                f"full {r['images_per_sec']['full']:.0f} img/s ({r['macs']['full'] / 1e6:.1f}M MACs, "
-                f"{r['params']['full']:,} params), compressed {r['images_per_sec']['compressed']:.0f} img/s "
-                f"({r['macs']['compressed'] / 1e6:.1f}M MACs, {r['params']['compressed']:,} params)"
+    workdir = Path(tempfile.mkdtemp(prefix="ista-bench-"))
+    for i, name in enumerate(names):
+        widths = default_widths(name)
+        if args.widths and i == 0:
+            widths = [int(w) for w in _csv(args.widths)]
+        fns, models = inference_runtimes(name, widths, runtimes, args.threads, workdir)
+        for batch in batches:
+            r = inference(fns, models, batch, args.rounds, args.warmup)
+            title = (
+                f"\n[inference {name} batch {batch}] widths {widths}: full {r['macs'][FULL] / 1e6:.1f}M MACs "
+                f"({r['params'][FULL]:,} params), compressed {r['macs'][COMPRESSED] / 1e6:.1f}M MACs "
+                f"({r['params'][COMPRESSED]:,} params), FLOPs ratio {r['flops_ratio']:.2f}x"
             )
+            print(bench.format_table(r["times"], batch, reference=f"{FULL} tf.function", title=title))
+            h = r["headline"]
             lines.append(
-                f"{name} {device}: speed-up {r['speedup']:.2f}x, FLOPs ratio {r['flops_ratio']:.2f}x, "
-                f"speed-up / FLOPs ratio {r['speedup'] / r['flops_ratio']:.2f} (target >= 0.70): "
-                f"{'met' if r['met'] else 'NOT met'}"
+                f"{name} batch {batch}: best compressed ({h.best_pruned}) / best full ({h.best_dense}) "
+                f"{h.speedup:.2f}x, FLOPs ratio {r['flops_ratio']:.2f}x, speed-up / FLOPs ratio "
+                f"{h.speedup / r['flops_ratio']:.2f}; target {TARGET} x FLOPs ratio: {r['verdict']}"
             )
+    if args.skip_train:
+        devices = []
+    for device in devices:
         r = train_step("resnet20", device, args.train_batch, args.rounds, args.warmup)
-        ms = {k: 1e3 * v for k, v in r["seconds"].items()}
-        cpu_ms = {k: 1e3 * v for k, v in r["cpu_seconds"].items()}
         print(
-            f"[train step resnet20 {device} batch {args.train_batch}] "
-            f"no XLA {ms['no_xla']:.1f} ms (CPU time {cpu_ms['no_xla']:.1f} ms), "
-            f"XLA {ms['xla']:.1f} ms (CPU time {cpu_ms['xla']:.1f} ms); "
-            f"XLA on the batch norms only {ms['xla_bn_only']:.1f} ms, on the update only {ms['xla_update_only']:.1f} ms"
+            bench.format_table(
+                r["times"],
+                args.train_batch,
+                reference="no_xla",
+                title=f"\n[train step resnet20 {device} batch {args.train_batch}] (images/s = examples/s)",
+            )
         )
         parts = step_parts(device, args.train_batch, args.rounds, args.warmup)
         print(
@@ -268,19 +306,19 @@ def main(argv=None) -> int:
         )
         slower = [f"{PART_SHORT[k]} {v['no_xla'] / v['xla']:.2f}x" for k, v in parts.items() if v["xla"] > v["no_xla"]]
         partial = ", ".join(f"on the {k} only {v:.2f}x" for k, v in r["partial_speedups"].items())
+        paired = r["xla_paired"]
         lines.append(
-            f"train step resnet20 {device}: XLA speed-up {r['xla_speedup']:.2f}x ({partial})"
-            + (f"; parts slower with XLA: {', '.join(slower)}" if slower else "")
+            f"train step resnet20 {device}: XLA speed-up {r['xla_speedup']:.2f}x (spread {100 * paired.spread:.1f}%; "
+            f"{partial})" + (f"; parts slower with XLA: {', '.join(slower)}" if slower else "")
         )
-        if r["auto_xla"]:
-            verdict = "met" if r["met"] else "NOT met"
-        else:
-            verdict = "met (no XLA is the faster path here)" if r["met"] else "NOT met (XLA would be faster here)"
+        # the mode auto picks must not be slower than the other: judged on the paired ratio, with its noise
+        picked = paired if r["auto_xla"] else bench.paired_ratio(r["times"]["xla"], r["times"]["no_xla"])
+        v = bench.verdict(picked.median, 1.0, picked)
         lines.append(
             f"train step resnet20 {device}: --xla auto uses {'XLA' if r['auto_xla'] else 'no XLA'}; "
-            f"target (XLA not slower where auto uses it): {verdict}"
+            f"target (the mode auto picks is not slower than the other): {v}"
         )
-    print("\nratios:")
+    print("\nratios (" + bench.describe_load() + "):")
     for line in lines:
         print("  " + line)
     return 0

@@ -203,14 +203,19 @@ def verdict(
     if not (math.isfinite(value) and math.isfinite(target)):
         raise ValueError(f"non-finite speed-up {value} or target {target}")
     head = f"{value:.2f}x vs target {target:.2f}x"
+    spread = (
+        "spread unknown"
+        if paired is None
+        else f"spread {100 * paired.spread:.1f}% (IQR {paired.q1:.2f}-{paired.q3:.2f}x)"
+    )
     if flops_ratio is not None and value > flops_ratio * (1 + IMPLAUSIBLE_MARGIN):
         return Verdict(
             IMPLAUSIBLE,
-            f"{head}: implausible (above the FLOPs ratio {flops_ratio:.2f}x; timing artefact or a weak dense baseline)",
+            f"{head}: implausible, above the FLOPs ratio {flops_ratio:.2f}x (timing artefact or a weak dense "
+            f"baseline), {spread}",
         )
     if paired is None:
         return Verdict(NOISY, f"{head}: {NOISY}, spread unknown")
-    spread = f"spread {100 * paired.spread:.1f}% (IQR {paired.q1:.2f}-{paired.q3:.2f}x)"
     if paired.spread > max_spread:
         return Verdict(NOISY, f"{head}: {NOISY}, {spread} above {100 * max_spread:.0f}%")
     if paired.q1 < target <= paired.q3:

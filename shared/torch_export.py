@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import tempfile
 import warnings
@@ -44,6 +45,18 @@ def _dynamic(example: torch.Tensor, dynamic_batch: bool):
     return ({0: _batch_dim()},) if dynamic_batch else None
 
 
+@contextlib.contextmanager
+def _quiet_torch_logs():
+    """torch.export logs every failed guard with a traceback; the exception raised says enough."""
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def export_onnx(
     model: nn.Module,
     example: torch.Tensor,
@@ -61,7 +74,7 @@ def export_onnx(
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     model = model.eval()
     try:
-        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        with torch.no_grad(), _quiet_torch_logs(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 model,
@@ -139,7 +152,8 @@ def runtimes(
 
     Runtimes (`names`, in this order): eager, scripted (traced + frozen TorchScript), compiled
     (torch.compile), onnxruntime and OpenVINO (both from one ONNX export written to `workdir`, a
-    temporary folder by default, kept until the process exits). `threads` fixes torch's intra-op
+    temporary folder by default; with a dynamic batch dimension, or, where the model pins its batch
+    size, with the example's batch size only, said through `log`). `threads` fixes torch's intra-op
     threads and each runtime's. A runtime whose package is missing or whose export fails is left out
     with a line through `log` saying why."""
     unknown = [n for n in names if n not in TORCH_RUNTIMES]
@@ -160,7 +174,14 @@ def runtimes(
             else:
                 if onnx_path is None:
                     folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="torch-export-"))
-                    onnx_path = export_onnx(model, example, folder / "model.onnx")
+                    try:
+                        onnx_path = export_onnx(model, example, folder / "model.onnx")
+                    except Exception as err:  # e.g. a shape op that pins the batch: export that batch only
+                        onnx_path = export_onnx(model, example, folder / "model.onnx", dynamic_batch=False)
+                        log(
+                            f"ONNX export with a fixed batch of {example.shape[0]} (a dynamic batch failed: "
+                            f"{type(err).__name__}: {str(err).splitlines()[0][:120]})"
+                        )
                 maker = onnxruntime_runner if name == "onnxruntime" else openvino_runner
                 out[name] = maker(onnx_path, threads)
         except RuntimeUnavailable as err:
