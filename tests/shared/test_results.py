@@ -415,7 +415,8 @@ def test_tables_sections_own_rows_first_and_smoke_runs_in_the_plot(tmp_path):
     from shared.results import tables
 
     table = json.loads(json.dumps(TABLE))
-    table["rows"].append({**table["rows"][0], "key": "thinet", "variant": {"method": "ThiNet"}})
+    thinet = {**table["rows"][0], "key": "thinet", "variant": {"method": "ThiNet"}}
+    table["rows"].append({**thinet, "metrics": dict(thinet["metrics"])})
     table["rows"][0]["metrics"]["top1_std"] = 0.2  # the paper's spread over runs: an error bar
     ista = {**json.loads(json.dumps(TABLE)), "paper": "ista", "checks": []}
     records = [rec(top1=92.1, flops_reduction_pct=60.2)]
