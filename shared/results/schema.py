@@ -69,9 +69,11 @@ def metric_range(name: str) -> tuple[float, float] | None:
 
     Accuracy-like (top1, top5, *_accuracy, miou*, *_error*) and other percentages (*_pct) of a whole:
     [0, 100]; reductions (*_reduction*_pct) and drops (*_drop*, *_increase): [-100, 100]; counts,
-    times, losses, standard deviations and ratios (*_x): [0, inf).
+    times, losses, standard deviations and ratios (*_x): [0, inf); correlations (corr_*): [-1, 1].
     """
     inf = float("inf")
+    if name.startswith("corr_"):  # a correlation coefficient
+        return (-1.0, 1.0)
     if "_drop" in name or name.endswith("_increase"):
         return (-100.0, 100.0)
     if name.endswith("_pct"):

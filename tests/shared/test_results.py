@@ -225,6 +225,8 @@ def test_tables_writes_markdown_and_plot(tmp_path):
         ("params", -3, False),
         ("flops_reduction_x", -1.0, False),
         ("group_lasso", -2.0, True),  # no range implied by the name
+        ("corr_val_loss", -0.3, True),  # a correlation, not a loss
+        ("corr_val_loss", 1.5, False),
     ],
 )
 def test_record_metric_ranges(tmp_path, metric, value, ok):
