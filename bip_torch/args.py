@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 autocast (GPU)")
     g.add_argument("--deterministic", action="store_true", help="the original's setting: cuDNN off, deterministic")
     g.add_argument("--train-limit", type=int, help="use only this many training images (class-balanced)")
+    g.add_argument("--test-limit", type=int, help="evaluate on the first N test images only (smoke runs)")
     g.add_argument("--records", help="folder for the run record (default <run dir>/records)")
     g.add_argument("--stop-after-epoch", type=int, help=argparse.SUPPRESS)
     return p

@@ -79,6 +79,7 @@ def load_data(
     normalize: bool = True,
     seed: int = 0,
     train_limit: int | None = None,
+    test_limit: int | None = None,
     num_workers: int = 2,
 ) -> BipData:
     if dataset == "ImageNetLMDB":
@@ -105,6 +106,8 @@ def load_data(
         loader_cls = TensorLoader
     if train_limit:
         train = _limit(train, train_limit)
+    if test_limit:
+        test = _limit(test, test_limit)
     if len(train) < batch_size:
         raise UserError(f"--batch-size {batch_size} is larger than the {len(train)} training images")
     size = train.images.shape[1]

@@ -230,7 +230,7 @@ class Run:
             )
         self.data = load_data(
             args.dataset, data_dir, args.batch_size, args.test_batch_size, self.device, self.ctx,
-            normalize=bool(args.normalize), seed=args.seed, train_limit=args.train_limit,
+            normalize=bool(args.normalize), seed=args.seed, train_limit=args.train_limit, test_limit=args.test_limit,
             num_workers=args.num_workers,
         )  # fmt: skip
         self.backward = Backward(self.ctx, args.accum_steps, args.precision)
@@ -325,6 +325,9 @@ class Run:
             "exp_mode": a.exp_mode,
             "num_classes": a.num_classes,
             "variant": variant_of(a),
+            # which parameters hold a (zero) gradient tensor: torch-1.x SGD decays exactly those, so a
+            # resumed run must start with the same ones to continue as if never interrupted
+            "has_grad": [p.grad is not None for p in self.model.parameters()],
         }
         ck = self.run_dir / "checkpoint"
         save_atomic(state, ck / "checkpoint.pth.tar")
@@ -438,9 +441,13 @@ class Run:
             return None
         a = self.args
         rep = L.sparsity_report(self.model)
-        full_recipe = not a.train_limit and a.epochs >= {"pretrain": 200, "prune": 100, "finetune": 100}[a.exp_mode]
+        full_recipe = (
+            not a.train_limit
+            and not a.test_limit
+            and a.epochs >= {"pretrain": 200, "prune": 100, "finetune": 100}[a.exp_mode]
+        )
         if a.hydra_original and a.exp_mode == "prune":
-            full_recipe = not a.train_limit and a.epochs >= 20
+            full_recipe = not a.train_limit and not a.test_limit and a.epochs >= 20
         kind = "reproduction" if (self.data.full_size and full_recipe) else "smoke"
         metrics = {"top1": result["final"], "top1_best": result["best"], "sparsity_pct": 100 * rep["sparsity"]}
         metrics.update(extra_metrics or {})
@@ -498,6 +505,9 @@ def _run(r: Run) -> dict:
             warnings.warn(
                 f"{a.resume} has no mask_optimizer state (the original's format): its momentum restarts", stacklevel=2
             )
+        for p, had in zip(r.model.parameters(), ckpt.get("has_grad", [])):
+            if had and p.grad is None:
+                p.grad = torch.zeros_like(p)
         start, best = int(ckpt["epoch"]), float(ckpt["best_prec1"])
     r.make_run_dir()
     r.log(f"model {a.arch} ({a.layer_type}, k = {float(a.k)}), {sum(p.numel() for p in r.model.parameters()):,} "

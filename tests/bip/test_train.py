@@ -1,0 +1,149 @@
+"""The train.py interface: YAML override rule, result folder and checkpoint contents, --resume of both
+optimizers (equal to an uninterrupted run), --evaluate, and the refusals of bad input."""
+
+import math
+
+import pytest
+import torch
+
+from bip_torch.args import parse_args
+from bip_torch.train import main, schedule_lr
+
+pytestmark = pytest.mark.torch
+TINY = ["--dataset", "digits", "--train-limit", "32", "--batch-size", "16", "--test-limit", "50"]
+
+
+def test_yaml_values_override_defaults_and_command_line_flags_win():
+    a = parse_args(
+        ["--configs", "configs/CIFAR10/bip.yml", "--lr", "0.01", "--k=0.5", "--dataset", "digits", "--source-net", "x"]
+    )
+    assert (a.lr, a.k, a.dataset) == (0.01, 0.5, "digits")  # given on the command line
+    assert (a.wd, a.lr2, a.mask_lr_schedule, a.trainer, a.epochs) == (1e-4, 1e-4, "step", "bilevel", 100)
+    assert a.scaled_score_init is True and a.normalize is True and a.arch == "resnet20s"
+    a = parse_args(["--configs", "configs/CIFAR10/finetune.yml", "--source-net", "x"])
+    assert a.data_fraction == 1.0  # YAML-only keys are kept
+    a = parse_args(["--configs", "configs/ImageNet/bip.yml", "--source-net", "x"])
+    assert (a.lr, a.batch_size, a.arch, a.num_classes) == (0.01, 200, "ResNet18", 1000)
+
+
+def test_schedules_have_the_originals_quirks():
+    a = parse_args(["--configs", "configs/CIFAR10/bip.yml", "--source-net", "x"])
+    assert schedule_lr("cosine", 0, a) == pytest.approx(0.1 * 0.5 * (1 + math.cos(-math.pi / 100)))
+    assert schedule_lr("cosine", 0, a) == pytest.approx(0.099975, abs=1e-6)
+    # the mask lr follows --lr with the step shape: 0.1 / 0.01 / 0.001 at 0-49 / 50-74 / 75-99
+    assert [schedule_lr("step", e, a) for e in (0, 49, 50, 74, 75, 99)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    )
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--k", "0"], "--k must be in (0, 1]"),
+        (["--k", "1.5"], "--k must be in (0, 1]"),
+        (["--lr", "nan"], "--lr must be a finite number"),
+        (["--trainer", "bilevel_finetune"], "bilevel_finetune"),
+        (["--dataset", "ImageNetLMDB"], "ImageNetLMDB"),
+        (["--dataset", "CIFAR10", "--data-dir", "/nonexistent/folder"], "/nonexistent/folder"),
+        (["--source-net", "/nonexistent/ckpt.pth.tar"], "does not exist"),
+    ],
+)
+def test_bad_input_gives_one_message_and_exit_2(extra, message, tmp_path, capsys):
+    argv = ["--arch", "resnet20s", "--exp-mode", "prune", "--layer-type", "unstructured", "--trainer", "bilevel"]
+    argv += ["--source-net", str(tmp_path / "none.pt"), "--result-dir", str(tmp_path), *TINY, *extra]
+    if "--source-net" in extra:
+        argv = argv[:8] + argv[10:]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_unknown_arch_and_layer_type_are_refused(capsys):
+    for flag, value in (("--arch", "resnet21"), ("--layer-type", "kernel")):
+        with pytest.raises(SystemExit) as exc:
+            parse_args(["--exp-mode", "pretrain", flag, value])
+        assert exc.value.code == 2
+        assert value in capsys.readouterr().err
+
+
+def _checkpoint(run_dir):
+    return torch.load(run_dir / "checkpoint" / "checkpoint.pth.tar", weights_only=True)
+
+
+def _run(argv):
+    from bip_torch.args import parse_args as pa
+    from bip_torch.train import run
+
+    return run(pa(argv))
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bip")
+    res = _run(["--configs", "configs/CIFAR10/pretrain.yml", "--epochs", "1", "--exp-name", "p",
+                "--result-dir", str(root), *TINY])  # fmt: skip
+    return root, res["run_dir"] / "checkpoint" / "checkpoint.pth.tar"
+
+
+def test_result_folder_and_checkpoint_have_the_original_layout(pretrained):
+    root, ckpt_path = pretrained
+    assert ckpt_path.parent.parent.name == "0--k-1.0000_trainer-base_epochs-1_arch-resnet20s"
+    assert (root / "p" / "pretrain" / "latest_exp" / "checkpoint" / "checkpoint.pth.tar").is_file()
+    ck = torch.load(ckpt_path, weights_only=True)
+    assert {"epoch", "arch", "state_dict", "best_prec1", "optimizer"} <= set(ck)
+    assert ck["epoch"] == 1 and ck["arch"] == "resnet20s" and isinstance(ck["best_prec1"], torch.Tensor)
+    assert (ckpt_path.parent / "model_best.pth.tar").is_file()
+    assert (ckpt_path.parent.parent / "setup.log").is_file() and (ckpt_path.parent.parent / "metrics.jsonl").is_file()
+
+
+def test_prune_resume_equals_an_uninterrupted_run_and_restores_both_optimizers(pretrained, tmp_path):
+    _, src = pretrained
+    common = ["--configs", "configs/CIFAR10/bip.yml", "--k", "0.5", "--source-net", str(src), "--epochs", "2",
+              "--result-dir", str(tmp_path), *TINY]  # fmt: skip
+    full = _run([*common, "--exp-name", "full"])
+    part = _run([*common, "--exp-name", "part", "--stop-after-epoch", "1"])
+    assert part["interrupted"]
+    ck1 = _checkpoint(part["run_dir"])
+    assert ck1["epoch"] == 1 and ck1["mask_optimizer"]["state"]  # the mask optimizer's momentum is saved
+    resumed_argv = [a for a in common if a not in ("--source-net", str(src))]
+    resumed = _run(
+        [*resumed_argv, "--exp-name", "part", "--resume", str(part["run_dir"] / "checkpoint" / "checkpoint.pth.tar")]
+    )
+    a, b = _checkpoint(full["run_dir"]), _checkpoint(resumed["run_dir"])
+    assert a["epoch"] == b["epoch"] == 2
+    for key in a["state_dict"]:
+        assert torch.allclose(a["state_dict"][key].float(), b["state_dict"][key].float(), atol=1e-6), key
+    for name in ("optimizer", "mask_optimizer"):
+        for i, st in a[name]["state"].items():
+            assert torch.allclose(st["momentum_buffer"], b[name]["state"][i]["momentum_buffer"], atol=1e-6)
+    assert b["k"] == 0.5 and b["layer_type"] == "unstructured" and b["variant"]["bip_variant"] == "code"
+    # aliasing survives save / load in prune mode: scores equal the weights
+    sd = b["state_dict"]
+    assert torch.equal(sd["conv1.weight"], sd["conv1.popup_scores"])
+
+
+def test_finetune_refuses_another_k_or_layer_type_and_evaluate_runs(pretrained, tmp_path, capsys):
+    _, src = pretrained
+    pr = _run(["--configs", "configs/CIFAR10/hydra.yml", "--k", "0.5", "--layer-type", "filter", "--source-net",
+               str(src), "--epochs", "1", "--result-dir", str(tmp_path), "--exp-name", "h", *TINY])  # fmt: skip
+    pruned = pr["run_dir"] / "checkpoint" / "checkpoint.pth.tar"
+    ft = ["--configs", "configs/CIFAR10/finetune.yml", "--source-net", str(pruned), "--epochs", "1",
+          "--result-dir", str(tmp_path), "--exp-name", "f", *TINY]  # fmt: skip
+    assert main([*ft, "--k", "0.4", "--layer-type", "filter"]) == 2
+    assert "differs from the 0.5" in capsys.readouterr().err
+    assert main([*ft, "--k", "0.5", "--layer-type", "channel"]) == 2
+    assert "--layer-type channel differs" in capsys.readouterr().err
+    assert main([*ft, "--k", "0.5", "--layer-type", "filter", "--evaluate"]) == 0
+    assert "source net: test acc" in capsys.readouterr().out
+    # a checkpoint of another architecture is refused with its key names
+    assert main([*ft, "--k", "0.5", "--layer-type", "filter", "--arch", "resnet32s"]) == 2
+    assert "does not fit --arch resnet32s" in capsys.readouterr().err
+
+
+def test_prune_without_scaled_score_init_warns_and_scales_weights(pretrained, tmp_path):
+    _, src = pretrained
+    argv = ["--arch", "resnet20s", "--exp-mode", "prune", "--layer-type", "unstructured", "--k", "0.25",
+            "--source-net", str(src), "--evaluate", "--result-dir", str(tmp_path), "--exp-name", "w",
+            *TINY]  # fmt: skip
+    with pytest.warns(UserWarning, match="1/sqrt"):
+        _run(argv)
