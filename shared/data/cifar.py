@@ -212,7 +212,14 @@ def load_cifar(root: str | Path | None, name: str = "cifar10", split: str = "tra
     layout = _layout(name)
     if split not in ("train", "test"):
         raise UserError(f"unknown split {split!r}; expected 'train' or 'test'")
-    folder = find_cifar_folder(root, name)
+    try:
+        folder = find_cifar_folder(root, name)
+    except UserError:  # CIFAR-10's binary layout (cifar-10-batches-bin, what PocketFlow read) instead
+        from shared.data import cifar_bin
+
+        if name != "cifar10" or cifar_bin.find_bin_folder(root) is None:
+            raise
+        return cifar_bin.load_cifar_bin(root, split)
     files = layout.train_files if split == "train" else layout.test_files
     parts = [_read_batch(folder / f, layout) for f in files]
     images = np.concatenate([p[0] for p in parts])
