@@ -117,7 +117,9 @@ def main(args, dataset: str) -> int:
     tf_train.set_seed(args.seed)
     fam = cli.family(args)
     arch = {"family": fam, "dataset": dataset, "size": args.resnet_size}
-    ResNet(**arch)  # a bad resnet_size fails here, before any data is read
+    net = ResNet(**arch)  # a bad resnet_size or dcp_nb_stages fails here, before any data is read
+    if args.learner == "dis-chn-pruned":
+        dcp.make_stages(net, args.dcp_variant, args.dcp_nb_stages)
     train_split, test_split = load_splits(args, dataset)
     if args.learner == "full-prec":
         return full_prec_main(args, dataset, fam, strategy, train_split, test_split)
