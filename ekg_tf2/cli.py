@@ -4,6 +4,7 @@ plus what the original lacked (data folder, strategy, XLA choice, records, smoke
 from __future__ import annotations
 
 import argparse
+import math
 
 from ekg_tf2.models import check_arch
 from shared import tf_train
@@ -19,7 +20,11 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 def add_common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpu_id", default=None, help="comma-separated GPU ids to use (all visible GPUs when omitted)")
-    p.add_argument("--arch", default="ResNet-56", help="ResNet-20, ResNet-56 (CIFAR); ResNet-18/34/50 (ILSVRC)")
+    p.add_argument(
+        "--arch",
+        default="ResNet-56",
+        help="ResNet-20, ResNet-56 (CIFAR; ResNet-8 for quick trials); ResNet-18/34/50 (ILSVRC)",
+    )
     p.add_argument("--dataset", default="CIFAR10", help="CIFAR10, CIFAR100 (or ILSVRC)")
     p.add_argument("--train_path", default=DEFAULT_TRAIN_PATH, help="folder for everything this run writes")
     p.add_argument(
@@ -100,6 +105,8 @@ def check_common(args) -> int:
     if args.accum < 1:
         raise UserError(f"--accum must be >= 1, got {args.accum}")
     if getattr(args, "search_target_rate", None) is not None:
+        if not math.isfinite(args.search_target_rate):
+            raise UserError(f"--search_target_rate must be in (0.0, 1.0], got {args.search_target_rate}")
         check_range("--search_target_rate", args.search_target_rate, 0.0, 1.0, low_open=True)
     if args.gpu_id:
         import tensorflow as tf

@@ -51,7 +51,7 @@ def write_finetune_record(args, result: dict, search: dict | None, train_split, 
             search_seconds=search["seconds_search"],
             search_iterations=search["iterations"],
         )
-        if args.search_target_rate is None:
+        if getattr(args, "search_target_rate", None) is None:
             args.search_target_rate = search["search_target_rate"]
     rec = make_record(
         "ekg",

@@ -34,14 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="BN at evaluation: batch-stats (the original test.py), moving-average (the original train.py), both",
     )
     p.add_argument("--records", default=None, metavar="DIR", help="write a released-model run record under DIR/ekg/")
+    p.add_argument("--test_limit", type=int, default=None, help="evaluate on the first N test images (smoke runs)")
     return p
 
 
 def run(args, log=print) -> dict:
-    args.accum, args.compile = 1, False
+    args.accum, args.compile = 1, False  # check_common reads them
     cli.check_common(args)
     model = params.load_model(args.arch, args.dataset, args.trained_param)
-    test = data.load_split(args.dataset, "test", args.data_dir)
+    test = data.limited(data.load_split(args.dataset, "test", args.data_dir), args.test_limit)
     modes = BN_MODES[::-1] if args.bn == "both" else (args.bn,)
     c = count(model)
     out = {"params": c.params, "flops": c.macs, "n": len(test)}

@@ -30,7 +30,8 @@ def run(args, log=print) -> dict:
     searched = pruning.run_search_stage(args, log)
     ft_args = type(args)(**vars(args))
     ft_args.trained_param = str(Path(args.train_path) / "slimmed_params.pkl")
-    result = train.run(ft_args, log, search=searched)
+    info = {k: v for k, v in searched.items() if k not in ("search", "model", "slimmed")}
+    result = train.run(ft_args, log, search=info)
     return {"search": searched, "finetune": result}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ekg_tf2.models.resnet import ResNet, build, param_shapes, widths_from_shapes
 from shared.errors import UserError
 
-CIFAR_ARCHS = ("ResNet-20", "ResNet-56")
+CIFAR_ARCHS = ("ResNet-20", "ResNet-56", "ResNet-8")  # ResNet-8: one block per stage, for tests and demos
 IMAGENET_ARCHS = ("ResNet-18", "ResNet-34", "ResNet-50")
 ARCHS = CIFAR_ARCHS + IMAGENET_ARCHS
 DATASETS = {"CIFAR10": 10, "CIFAR100": 100, "ILSVRC": 1000}

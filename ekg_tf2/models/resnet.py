@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from ekg_tf2.models.tcl import FC, BatchNorm, Conv2d, ScoringGate
 
-CIFAR_DEPTHS = {20: 3, 56: 9}
+CIFAR_DEPTHS = {8: 1, 20: 3, 56: 9}  # ResNet-8: a small net for tests only (not an --arch choice)
 IMAGENET_BLOCKS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3))}
 
 

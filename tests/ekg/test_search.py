@@ -1,6 +1,6 @@
 """The search and fine-tuning equations against hand-computed cases: trimmed Otsu, step sizes, channel
 ranking, teacher selection, KL with T (not T^2), the dynamic teacher subset; one real search iteration
-of a ResNet-20 checked against independent recomputation (argmin, running-mean knowledge, nesting,
+of a small CIFAR ResNet checked against independent recomputation (argmin, running-mean knowledge, nesting,
 fine_search landing just under the target)."""
 
 from __future__ import annotations
@@ -93,9 +93,9 @@ def test_dynamic_teacher_subset_and_the_fine_tuning_loss():
 
 @pytest.fixture(scope="module")
 def live_resnet20():
-    from ekg_tf2.models import build_model
+    from ekg_tf2.models import ResNet
 
-    model = build_model("ResNet-20", "CIFAR10", seed=3)
+    model = ResNet("ResNet-8", 10, seed=3)  # test-size CIFAR ResNet, one block per stage
     for name, layer in model.layers.items():
         if name.endswith("bn2"):
             layer.gamma.assign(tf.ones_like(layer.gamma))  # live residual branches (init has gamma 0)
