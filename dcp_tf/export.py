@@ -46,22 +46,28 @@ def _kept(conv, mode: str) -> np.ndarray:
     return np.flatnonzero(_np(conv.mask) > 0)
 
 
-class _Conv:
+def _const(a, dtype=np.float32) -> tf.Variable:
+    """A frozen tensor of the exported graph (a variable, so that SavedModel, TFLite and tf2onnx fold it)."""
+    return tf.Variable(np.asarray(a).astype(dtype), trainable=False)
+
+
+class _Conv(tf.Module):
     """One conv of the exported graph: optional input selection, kernel, optional bias, optional ReLU."""
 
     def __init__(self, kernel, stride, select=None, onehot=False, bias=None, relu=False):
-        self.kernel = tf.constant(kernel.astype(np.float32))
+        super().__init__()
+        self.kernel = _const(kernel)
         self.stride, self.relu = stride, relu
-        self.bias = None if bias is None else tf.constant(bias.astype(np.float32))
+        self.bias = None if bias is None else _const(bias)
         self.select = None
         if select is not None:
             if onehot:  # PocketFlow's 1x1 "gather" conv
                 c_in = select[1]
                 eye = np.zeros((1, 1, c_in, len(select[0])), np.float32)
                 eye[0, 0, select[0], np.arange(len(select[0]))] = 1.0
-                self.select = ("conv", tf.constant(eye))
+                self.select = ("conv", _const(eye))
             else:
-                self.select = ("gather", tf.constant(select[0].astype(np.int32)))
+                self.select = ("gather", _const(select[0], np.int32))
 
     def __call__(self, x):
         if self.select is not None:
@@ -88,8 +94,8 @@ class Exported(tf.Module):
             self.blocks.append(self._block(blk, mode))
         self.final = _affine(model.final_bn)
         self.dense = (_np(model.dense.kernel), _np(model.dense.bias))
-        self.final = tuple(tf.constant(a) for a in self.final)
-        self.dense = tuple(tf.constant(a) for a in self.dense)
+        self.final = tuple(_const(a) for a in self.final)
+        self.dense = tuple(_const(a) for a in self.dense)
         self.serve = tf.function(self._forward, input_signature=[tf.TensorSpec([None, hw, hw, 3], tf.float32)])
 
     def __call__(self, images):
@@ -97,7 +103,7 @@ class Exported(tf.Module):
 
     def _block(self, blk, mode: str) -> dict:
         scale1, shift1 = _affine(blk.bns[0])
-        out = {"bn1": (tf.constant(scale1), tf.constant(shift1)), "preact_shortcut": blk.preact_shortcut}
+        out = {"bn1": (_const(scale1), _const(shift1)), "preact_shortcut": blk.preact_shortcut}
         out["proj"] = None
         if blk.proj is not None:
             out["proj"] = self._reader(blk.proj, mode)

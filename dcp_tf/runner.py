@@ -108,7 +108,7 @@ def row_key(fam: str, args, n_train: int) -> tuple[str | None, str]:
         and args.dcp_prune_ratio == 0.5
     ):
         defaults = args.dcp_nb_iters_block == 10000 and args.dcp_nb_iters_layer == 500
-        return "pocketflow/cifar10/resnet20/dcp/issue-189", "reproduction" if full and defaults else "smoke"
+        return "issue189/cifar10/resnet20/dcp", "reproduction" if full and defaults else "smoke"
     return None, "smoke"
 
 
@@ -153,7 +153,7 @@ def full_prec_main(args, dataset, fam, strategy, train_split, test_split) -> int
             paper="dcp",
             row=None,
             kind="smoke",
-            metrics={"top1": ev["top1"], "params": counts.params, "macs": counts.macs, "steps": res["steps"]},
+            metrics={"top1": 100 * ev["top1"], "params": counts.params, "macs": counts.macs, "steps": res["steps"]},
             data=data_identity(test_split),
             variant={"method": "dense", "implementation": fam, "learner": "full-prec"},
             convention=dflops.CONVENTION,
@@ -244,6 +244,7 @@ def dcp_main(args, dataset, fam, strategy, train_split, test_split) -> int:
             for k in ("top1", "params", "macs", "params_reduction_x", "flops_reduction_x", "pr_trn", "pr_msk")
         }
         metrics.update(
+            top1=100 * ev["top1"],  # percent, as the reported tables
             top1_error=100 * (1 - ev["top1"]),
             baseline_top1_error=100 * (1 - base["top1"]),
             top1_drop=summary["top1_drop"],
