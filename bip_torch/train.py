@@ -288,8 +288,8 @@ class Run:
         (self.run_dir / "checkpoint").mkdir(parents=True, exist_ok=False)
         cfg = {k: v for k, v in vars(self.args).items()}
         atomic_write_text(self.run_dir / "config.json", json.dumps(cfg, indent=1, default=str) + "\n")
-        self.log_path = self.run_dir / "setup.log"
-        self.log(f"command: {' '.join(sys.argv)}\nconfig: {json.dumps(cfg, default=str)}")
+        with open(self.run_dir / "setup.log", "a") as f:  # the full config goes to the log file only
+            f.write(f"command: {' '.join(sys.argv)}\nconfig: {json.dumps(cfg, default=str)}\n")
         self.writer = MetricsWriter(self.run_dir)  # metrics.jsonl + TensorBoard events
 
     def log(self, text: str) -> None:
