@@ -118,7 +118,8 @@ def main(argv=None) -> int:
     if args.per_layer:
         for name, layer in r["layers"].items():
             print(
-                f"  {name:32s} kept {layer['kept']:>9,} / {layer['total']:>9,}  sparsity {100 * layer['sparsity']:6.2f} %"
+                f"  {name:32s} kept {layer['kept']:>9,} / {layer['total']:>9,}  "
+                f"sparsity {100 * layer['sparsity']:6.2f} %"
             )
     return 0
 
