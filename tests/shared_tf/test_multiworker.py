@@ -44,7 +44,7 @@ def test_two_workers_match_one_process_and_save_at_the_same_steps(tmp_path):
             )
         )
     try:
-        codes = [p.wait(timeout=180) for p in procs]
+        codes = [p.wait(timeout=300) for p in procs]  # a worker left alone waits for its peer: bounded
     finally:
         for p in procs:
             if p.poll() is None:
