@@ -343,6 +343,13 @@ class Run:
         shutil.rmtree(latest, ignore_errors=True)
         tmp.rename(latest)
 
+    def mark_finished(self) -> None:
+        """A FINISHED file in the run folder and in latest_exp: the scripts skip what is done."""
+        if self.ctx.is_main and self.run_dir is not None:
+            for d in (self.run_dir, self.run_dir.parent / "latest_exp"):
+                if d.is_dir():
+                    atomic_write_text(d / "FINISHED", f"{time.time() - self.started:.1f} s\n")
+
     @torch.no_grad()
     def dense_state(self) -> dict:
         """State dict with every mask applied to its weight (the masks as the forward builds them, not the
@@ -524,7 +531,9 @@ def _run(r: Run) -> dict:
     else:
         result = r.fit(opt, mask_opt, start, best)
     if not result["interrupted"]:
-        r.record(result)
+        if a.baseline != "imp":  # IMP records each round itself
+            r.record(result)
+        r.mark_finished()
     result["run_dir"] = r.run_dir
     result["sparsity"] = L.sparsity_report(r.model)["sparsity"]
     return result
