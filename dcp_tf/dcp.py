@@ -61,6 +61,9 @@ from shared import archs, tf_train
 from shared.errors import UserError, check_range
 
 VARIANTS = ("pocketflow", "paper")
+# The step bodies have no tensor-dependent Python control flow: autograph need not convert them (and
+# under MirroredStrategy its conversion of the bound methods they call failed).
+_no_autograph = tf.autograph.experimental.do_not_convert
 
 
 class SelectionError(UserError):
@@ -211,8 +214,11 @@ class DcpLearner:
         strategy: tf.distribute.Strategy | None = None,
         log: Callable[[str], None] = print,
         on_pick: Callable[[int, int, list[int]], None] | None = None,
+        metrics=None,
     ):
+        """`metrics`: a shared.tf_train.MetricsWriter (metrics.jsonl + TensorBoard), or None."""
         self.cfg, self.split, self.log, self.on_pick = cfg, train_split, log, on_pick
+        self.metrics = metrics
         self.strategy = strategy or tf.distribute.get_strategy()
         self.replicas = self.strategy.num_replicas_in_sync
         self.workers = self.replicas if cfg.divide_iters_by_workers else 1
@@ -393,6 +399,7 @@ class DcpLearner:
         """PocketFlow: Adam on (aux loss of the block + final loss); the last block: 2 x loss_bsc."""
         opt = self.opts[f"block{stage.index}"]
 
+        @_no_autograph
         def loss(x, y):
             logits, conv_outs, block_outs = self.pruned.forward(x, True, True)
             final = self._ce(logits, y)
@@ -410,6 +417,7 @@ class DcpLearner:
         if stage.tap is not None:
             opt = self.opts[f"stage{stage.index}_aux"]
 
+            @_no_autograph
             def aux_loss(x, y):
                 ce, _, _ = self._dis_loss(stage, x, y, True, True)
                 return ce, 0.0, {}
@@ -417,6 +425,7 @@ class DcpLearner:
             steps.append(self._step(("stage_aux", stage.index), opt.vars, aux_loss, opt.apply))
         opt_f = self.opts[f"stage{stage.index}_final"]
 
+        @_no_autograph
         def final_loss(x, y):
             return self._ce(self.pruned.forward(x, True, True)[0], y), 0.0, {}
 
@@ -424,6 +433,7 @@ class DcpLearner:
         return steps
 
     def _layer_loss(self, stage: Stage, i: int, training: bool, update: bool):
+        @_no_autograph
         def loss(x, y):
             dis, reg, conv_outs = self._dis_loss(stage, x, y, training, update)
             rec = self._reconstruction(i, x, conv_outs)
@@ -435,6 +445,7 @@ class DcpLearner:
         kernel, score = self.pruned.convs[i].kernel, self.scores[str(i)]
         paper = self.cfg.variant == "paper"
 
+        @_no_autograph
         def apply(grads):
             g = grads[0]
             if paper:  # sum over output channels of the Frobenius norm over (kh, kw)
@@ -454,6 +465,7 @@ class DcpLearner:
     def _final_step(self, teacher: ResNet | None):
         opt, cfg = self.opts["final"], self.cfg
 
+        @_no_autograph
         def loss(x, y):
             logits = self.pruned.forward(x, True, True)[0]
             per_example = self._ce(logits, y)
@@ -556,13 +568,18 @@ class DcpLearner:
                     if key in self.opts:
                         self.opts[key].lr.assign(lr)
             for s in steps:
-                self._run_update(s, stream)
+                out = self._run_update(s, stream)
             pr.steps += 1
             if cfg.summ_step and pr.steps % cfg.summ_step == 0:
-                self.log(f"stage {stage.index} fine-tuning: step {pr.steps}/{total}")
+                self.log(f"stage {stage.index} fine-tuning: step {pr.steps}/{total} loss {float(out['loss']):.4f}")
+                self._scalars(pr.steps, {"loss": float(out["loss"])}, phase="block", stage=stage.index)
         if cfg.variant == "paper" and stage.index == 0:
             self.full.copy_from(self.pruned)  # v1: reference features from the stage-0 fine-tuned model
         self.log(f"stage {stage.index}: fine-tuned {total} steps")
+
+    def _scalars(self, step: int, values: dict, **fields) -> None:
+        if self.metrics is not None:
+            self.metrics.scalars(int(step), values, **fields)
 
     def _run_update(self, step, stream: data.Stream) -> dict:
         out = {}
@@ -630,6 +647,7 @@ class DcpLearner:
             if self.on_pick is not None:
                 self.on_pick(stage.index, i, list(pr.chosen))
         self.log(f"stage {stage.index} conv #{i} {conv.label}: kept {len(pr.chosen)}/{conv.c_in} input channels")
+        self._scalars(pr.picks, {"kept": len(pr.chosen), "c_in": conv.c_in}, phase="select", layer=conv.label)
 
     def final_schedule(self) -> tuple[int, Callable[[int], float]]:
         """(iterations, lr(step)) of the final fine-tuning: PocketFlow's model-helper schedule (lr 0.1 x
@@ -657,6 +675,7 @@ class DcpLearner:
             bar.update(1)
             if self.cfg.summ_step and pr.steps % self.cfg.summ_step == 0:
                 self.log(f"final fine-tuning: step {pr.steps}/{total} loss {float(out['loss']):.4f}")
+                self._scalars(pr.steps, {"loss": float(out["loss"]), "lr": lr(pr.steps - 1)}, phase="final")
             if self.cfg.save_step and pr.steps % self.cfg.save_step == 0 and pr.steps < total:
                 self.save(stream)
         bar.close()

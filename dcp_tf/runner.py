@@ -133,7 +133,8 @@ def full_prec_main(args, dataset, fam, strategy, train_split, test_split) -> int
         print(json.dumps(train.evaluate(model, test_split, args.batch_size_eval)))
         return 0
     cfg = full_prec_config(args, dataset, fam)
-    res = train.full_prec(cfg, train_split, folder, strategy)
+    with tf_train.MetricsWriter(folder, events_dir=args.log_dir, enabled=tf_train.is_chief(strategy)) as writer:
+        res = train.full_prec(cfg, train_split, folder, strategy, metrics=writer)
     model = res["model"]
     if not checkpoints.has_model(eval_folder):
         checkpoints.save_model(eval_folder, model, {"learner": "full-prec", "from": str(folder)})
@@ -198,6 +199,8 @@ def dcp_main(args, dataset, fam, strategy, train_split, test_split) -> int:
         )
         return 0
     cfg = dcp_config(args, dataset)
+    writer = tf_train.MetricsWriter(folder_of(args.dcp_save_path), events_dir=args.log_dir,
+                                    enabled=tf_train.is_chief(strategy))  # fmt: skip
     learner = dcp.DcpLearner(
         cfg,
         pretrained,
@@ -205,9 +208,11 @@ def dcp_main(args, dataset, fam, strategy, train_split, test_split) -> int:
         folder_of(args.dcp_save_path),
         strategy,
         log=lambda line: print(line, file=sys.stderr),
+        metrics=writer,
     )
     base = train.evaluate(pretrained, test_split, args.batch_size_eval)
-    result = learner.run(pretrained if args.enbl_dst else None)
+    with writer:
+        result = learner.run(pretrained if args.enbl_dst else None)
     model = learner.pruned
     ev = train.evaluate(model, test_split, args.batch_size_eval)
     counts, dense = dflops.count(model), dflops.count(pretrained)

@@ -57,7 +57,7 @@ def schedule(total_examples: int, global_batch: int, cfg) -> tuple[int, list[int
     return total, bounds, cfg.lrn_rate_init * global_batch / cfg.batch_size_norm
 
 
-def full_prec(cfg: FullPrecConfig, split, folder: str | Path, strategy=None, log=print) -> dict:
+def full_prec(cfg: FullPrecConfig, split, folder: str | Path, strategy=None, log=print, metrics=None) -> dict:
     """Train the baseline into `folder` (PocketFlow's ./models); resumes an interrupted run."""
     folder = Path(folder)
     if checkpoints.has_model(folder):
@@ -101,6 +101,8 @@ def full_prec(cfg: FullPrecConfig, split, folder: str | Path, strategy=None, log
         s += 1
         if cfg.summ_step and s % cfg.summ_step == 0:
             log(f"full-prec step {s}/{total}: loss {float(out['loss']):.4f}")
+            if metrics is not None:
+                metrics.scalars(s, {"loss": float(out["loss"]), "lr": float(opt.lr.numpy())}, phase="full-prec")
         if cfg.save_step and s % cfg.save_step == 0:
             keeper.save(s)
     bar.close()

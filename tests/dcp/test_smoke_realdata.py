@@ -61,5 +61,7 @@ def test_full_prec_then_both_variants(baseline, capsys):
         y = next(iter(loaded.signatures["serving_default"](tf.constant(x)).values())).numpy()
         np.testing.assert_allclose(y, model(x, training=False).numpy(), rtol=1e-4, atol=1e-4)
         assert export.weight_count(export.build(model, "slim")) < export.weight_count(export.build(model, "dense"))
+        lines = (root / f"dcp_{variant}" / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(line)["phase"] for line in lines].count("select") == len(pruned)
         rec = json.loads(open(out["record"]).read())
         assert rec["variant"]["dcp_variant"] == variant and rec["kind"] == "smoke"
