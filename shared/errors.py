@@ -7,6 +7,7 @@ a checkpoint of the wrong model); `main_guard` prints it as a single line and ex
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 
@@ -39,6 +40,10 @@ def main_guard(main: Callable[..., int | None]) -> Callable[..., int]:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as Unix tools do
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so that the exit-time flush does not fail again
+            return 141
 
     return wrapped
 

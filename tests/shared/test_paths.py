@@ -90,3 +90,22 @@ def test_interrupted_write_removes_temp(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         paths.atomic_write_text(tmp_path / "x.json", "x")
     assert os.listdir(tmp_path) == []
+
+
+def test_main_guard_stops_quietly_on_a_closed_pipe():
+    import subprocess
+    import sys
+
+    code = (
+        "from shared.errors import main_guard\n"
+        "@main_guard\n"
+        "def main():\n"
+        "    for i in range(100000):\n"
+        "        print('line', i)\n"
+        "raise SystemExit(main())\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # as `| head -1` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "Traceback" not in err
