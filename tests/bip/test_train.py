@@ -147,3 +147,36 @@ def test_prune_without_scaled_score_init_warns_and_scales_weights(pretrained, tm
             *TINY]  # fmt: skip
     with pytest.warns(UserWarning, match="1/sqrt"):
         _run(argv)
+
+
+def test_omp_is_one_shot_global_magnitude_and_imp_prunes_in_rounds(pretrained, tmp_path):
+    import numpy as np
+
+    from bip_torch import layers as L
+    from bip_torch.models import build
+    from shared.results.records import iter_records
+
+    _, src = pretrained
+    common = ["--configs", "configs/CIFAR10/finetune.yml", "--source-net", str(src), "--epochs", "1",
+              "--result-dir", str(tmp_path), "--records", str(tmp_path / "rec"), *TINY]  # fmt: skip
+    omp = _run([*common, "--baseline", "omp", "--k", "0.5", "--exp-name", "omp"])
+    ck = _checkpoint(omp["run_dir"])
+    source = torch.load(src, weights_only=True)["state_dict"]
+    m = build("resnet20s", "unstructured", 10, 0.5)
+    m.load_state_dict(ck["state_dict"])
+    names = [n for n, _ in L.masked_modules(m)]
+    flat = np.concatenate([source[f"{n}.weight"].abs().numpy().ravel() for n in names])
+    threshold = np.sort(flat)[int(0.5 * flat.size)]  # independent global top-k of the dense weights
+    masks = L.hard_masks(m)
+    for n in names:
+        assert torch.equal(masks[n].bool(), source[f"{n}.weight"].abs() >= threshold), n
+    imp = _run([*common, "--baseline", "imp", "--k", "0.64", "--exp-name", "imp"])
+    recs = sorted((r for _, r in iter_records([tmp_path / "rec"]) if r["variant"]["method"] == "imp"),
+                  key=lambda r: r["metrics"]["imp_round"])  # fmt: skip
+    assert [r["variant"]["k"] for r in recs] == [0.8, 0.64]
+    assert recs[1]["metrics"]["cumulative_seconds"] >= recs[0]["metrics"]["round_seconds"]
+    ck = _checkpoint(imp["run_dir"])
+    m = build("resnet20s", "unstructured", 10, 0.64)
+    m.load_state_dict(ck["state_dict"])
+    rep = L.sparsity_report(m)
+    assert rep["kept"] == rep["total"] - int(0.36 * rep["total"])
