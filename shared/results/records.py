@@ -156,8 +156,9 @@ def read_record(path: str | os.PathLike) -> dict:
 
 
 def is_record(obj) -> bool:
-    """Whether a parsed JSON file claims to be a run record (others, e.g. config.json, are skipped)."""
-    return isinstance(obj, dict) and "schema_version" in obj and "run_id" in obj
+    """Whether a parsed JSON file claims to be a run record (others, e.g. config.json, are skipped): it
+    has `schema_version` and one of `run_id`, `paper`, `kind`. A claimed record is then validated."""
+    return isinstance(obj, dict) and "schema_version" in obj and any(k in obj for k in ("run_id", "paper", "kind"))
 
 
 def find_records(paths) -> tuple[list[tuple[Path, dict]], list[Path]]:
@@ -185,7 +186,7 @@ def find_records(paths) -> tuple[list[tuple[Path, dict]], list[Path]]:
         if is_record(obj):
             records.append((path, validate_record(obj, str(path))))
         elif path in named:
-            raise MalformedError(f"{path}: not a run record (no 'schema_version' and 'run_id' fields)")
+            raise MalformedError(f"{path}: not a run record (no 'schema_version' with 'run_id', 'paper' or 'kind')")
         else:
             skipped.append(path)
     return records, skipped

@@ -313,6 +313,13 @@ def test_records_on_a_mixed_run_folder(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 run record(s); skipped 2 JSON file(s) that are not run records (config.json, stage.json)" in out
     assert out.count("dsp   reproduction") == 1 and out.count("dsp   smoke") == 1
+    # a record that lost a field is an error, not skipped
+    broken = rec(top1=1.0)
+    broken.pop("run_id")
+    (run / "broken.json").write_text(json.dumps(broken))
+    assert results_main(["records", "--no-default-records", "--records", str(tmp_path / "runs")]) == 2
+    assert "broken.json: field 'run_id': missing" in capsys.readouterr().err
+    (run / "broken.json").unlink()
     # a file named explicitly must be a record
     assert results_main(["records", "--no-default-records", "--records", str(run / "config.json")]) == 2
     assert "config.json: not a run record" in capsys.readouterr().err
