@@ -8,7 +8,7 @@ from shared.errors import UserError
 CIFAR_ARCHS = ("ResNet-20", "ResNet-56", "ResNet-8")  # ResNet-8: one block per stage, for tests and demos
 IMAGENET_ARCHS = ("ResNet-18", "ResNet-34", "ResNet-50")
 ARCHS = CIFAR_ARCHS + IMAGENET_ARCHS
-DATASETS = {"CIFAR10": 10, "CIFAR100": 100, "ILSVRC": 1000}
+DATASETS = {"CIFAR10": 10, "CIFAR100": 100, "ILSVRC": 1000, "digits": 10}  # digits: embedded demo set
 
 
 def check_arch(arch: str, dataset: str) -> int:
