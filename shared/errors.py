@@ -7,6 +7,7 @@ a checkpoint of the wrong model); `main_guard` prints it as a single line and ex
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -49,11 +50,28 @@ def main_guard(main: Callable[..., int | None]) -> Callable[..., int]:
 
 
 def check_range(name: str, value: float, low: float, high: float, *, low_open=False, high_open=False):
-    """Raise UserError unless low <= value <= high (open ends where asked)."""
+    """Raise UserError unless low <= value <= high (open ends where asked). NaN and infinities are
+    refused whatever the bounds (every comparison with NaN is false, so a plain range test lets it in)."""
+    left = "(" if low_open else "["
+    right = ")" if high_open else "]"
+    try:
+        finite = math.isfinite(value)
+    except TypeError:
+        raise UserError(f"{name} must be a number in {left}{low}, {high}{right}, got {value!r}") from None
+    if not finite:
+        raise UserError(f"{name} must be a finite number in {left}{low}, {high}{right}, got {value}")
     too_low = value <= low if low_open else value < low
     too_high = value >= high if high_open else value > high
     if too_low or too_high:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
         raise UserError(f"{name} must be in {left}{low}, {high}{right}, got {value}")
+    return value
+
+
+def check_count(name: str, value: int, low: int = 1, high: int | None = None) -> int:
+    """Raise UserError unless `value` is a whole number with low <= value (<= high when given)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{name} must be a whole number >= {low}, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise UserError(f"{name} must be {bound}, got {value}")
     return value

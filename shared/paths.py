@@ -11,7 +11,7 @@ import errno
 import os
 from pathlib import Path
 
-from shared.errors import WriteFailed
+from shared.errors import UserError, WriteFailed
 
 DATA_ENV = "PRUNING_DATA_DIR"
 CHECKPOINT_ENV = "PRUNING_CHECKPOINT_DIR"
@@ -93,3 +93,121 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def check_writable(folder: str | os.PathLike, what: str = "") -> Path:
+    """Create `folder` if needed and prove that a file can be written in it (before long work whose
+    result would be lost); WriteFailed naming the folder and the cause otherwise."""
+    folder = ensure_folder(folder, what)
+    probe = folder / f".write-test{os.getpid()}"
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"0")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        raise write_failure(folder, err, f"{what} folder".strip() or "in folder") from err
+    finally:
+        probe.unlink(missing_ok=True)
+    return folder
+
+
+LOCK_NAME = ".lock"
+
+
+class FolderBusy(UserError):
+    """Another process holds the lock of a run folder."""
+
+
+class RunFolderLock:
+    """An exclusive lock of a run folder: `fcntl.flock` on `<folder>/.lock`, held while the run writes.
+
+    Two runs in one folder at once corrupt it (both save checkpoints, both rename results into place),
+    so the second is refused with a message naming the process that holds the folder. The lock file
+    holds that process's id, host and command line. The lock goes when the holder's file is closed:
+    at `release()`, at the end of the `with` block, or when the process dies (even by SIGKILL), so a
+    crashed run never leaves a stale lock. A folder that the run created and left empty is removed
+    again on release, so that a refused or failed command leaves nothing behind.
+
+        with RunFolderLock(stage_folder, "stage 1"):
+            ...  # write in stage_folder
+    """
+
+    def __init__(self, folder: str | os.PathLike, what: str = "run"):
+        self.folder, self.what = Path(folder), what
+        self.path = self.folder / LOCK_NAME
+        self._fd: int | None = None
+        self._created = False
+
+    def acquire(self) -> RunFolderLock:
+        import fcntl  # POSIX only; imported here so that the module loads elsewhere
+
+        self._created = not self.folder.exists()
+        ensure_folder(self.folder, self.what)
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:
+                self._remove_if_empty()
+                raise write_failure(self.path, err, f"the lock file of {self.what}") from err
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise FolderBusy(
+                    f"{self.folder} is in use by {holder} ({self.what}); two runs in one folder corrupt "
+                    f"it: wait for that one to end, or give this run another folder"
+                ) from None
+            # the holder before us may have removed the file between our open and our lock: retry then
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, _holder_text().encode("utf-8"))
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            if self._created:  # a folder this run made and left empty: remove it (still locked)
+                self._remove_if_empty()
+        finally:
+            os.close(fd)
+
+    def _remove_if_empty(self) -> None:
+        try:
+            if self._created and {p.name for p in self.folder.iterdir()} <= {LOCK_NAME}:
+                self.path.unlink(missing_ok=True)
+                self.folder.rmdir()
+        except OSError:
+            pass
+
+    def __enter__(self) -> RunFolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _holder_text() -> str:
+    import shlex
+    import socket
+    import sys
+
+    return f"process {os.getpid()} on {socket.gethostname()}: {shlex.join(sys.argv)}\n"
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        text = ""
+    return text or "another process (it has not written its id yet)"

@@ -109,3 +109,120 @@ def test_main_guard_stops_quietly_on_a_closed_pipe():
     proc.stdout.close()  # as `| head -1` does
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------------------------------
+# check_range / check_count: non-finite numbers are bad input
+# ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_check_range_refuses_non_finite_numbers(value):
+    from shared.errors import check_range
+
+    # every comparison with NaN is false, so a plain `low <= value <= high` test would let it through
+    with pytest.raises(UserError, match=rf"--lr must be a finite number in \(0.0, inf\], got {value}"):
+        check_range("--lr", value, 0.0, float("inf"), low_open=True)
+
+
+def test_check_range_bounds_and_open_ends():
+    from shared.errors import check_range
+
+    assert check_range("x", 0.5, 0, 1) == 0.5 and check_range("x", 1, 0, 1) == 1
+    with pytest.raises(UserError, match=r"x must be in \[0, 1\), got 1"):
+        check_range("x", 1, 0, 1, high_open=True)
+    with pytest.raises(UserError, match=r"x must be in \(0, 1\], got 0"):
+        check_range("x", 0, 0, 1, low_open=True)
+
+
+def test_check_count():
+    from shared.errors import check_count
+
+    assert check_count("--max_steps", 1) == 1
+    with pytest.raises(UserError, match="--max_steps must be >= 1, got 0"):
+        check_count("--max_steps", 0)
+    with pytest.raises(UserError, match=r"--n must be in \[0, 3\], got 4"):
+        check_count("--n", 4, 0, 3)
+    with pytest.raises(UserError, match="whole number"):
+        check_count("--n", 2.5)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The run-folder lock and the writability probe
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_run_folder_lock_refuses_a_second_holder_and_names_the_first(tmp_path):
+    folder = tmp_path / "run_0"
+    folder.mkdir()
+    (folder / "ckpt").write_text("data")
+    with paths.RunFolderLock(folder, "stage 0"):
+        # a second open file description conflicts even in the same process (flock semantics)
+        with pytest.raises(paths.FolderBusy, match=rf"{folder} is in use by process {os.getpid()} on .*stage 0"):
+            paths.RunFolderLock(folder, "stage 0").acquire()
+    with paths.RunFolderLock(folder):  # released: the next run gets it
+        pass
+    assert sorted(os.listdir(folder)) == [".lock", "ckpt"]  # an existing folder keeps its lock file
+
+
+def test_run_folder_lock_in_another_process_and_after_its_death(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "run_1"
+    code = (
+        "import sys, time\n"
+        "from shared.paths import RunFolderLock\n"
+        "RunFolderLock(sys.argv[1]).acquire()\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(paths.FolderBusy, match=rf"in use by process {holder.pid} "):
+            paths.RunFolderLock(folder).acquire()
+    finally:
+        holder.kill()  # SIGKILL: no clean-up runs, the kernel drops the lock with the process
+        holder.wait()
+    deadline = time.time() + 10
+    while True:
+        try:
+            paths.RunFolderLock(folder).acquire().release()
+            break
+        except paths.FolderBusy:
+            assert time.time() < deadline
+            time.sleep(0.05)
+
+
+def test_run_folder_lock_leaves_no_folder_it_created_empty(tmp_path):
+    folder = tmp_path / "new_0"
+    with paths.RunFolderLock(folder):
+        assert (folder / ".lock").is_file()
+    assert not folder.exists()
+    with paths.RunFolderLock(folder):
+        (folder / "result.json").write_text("{}")
+    assert sorted(os.listdir(folder)) == [".lock", "result.json"]
+
+
+def test_run_folder_lock_under_a_file(tmp_path):
+    (tmp_path / "train_0").write_text("a file")
+    with pytest.raises(WriteFailed, match=rf"{tmp_path / 'train_0'} is a file, not a folder"):
+        paths.RunFolderLock(tmp_path / "train_0", "stage 0").acquire()
+
+
+def test_check_writable_names_the_folder_and_the_cause(tmp_path, monkeypatch):
+    assert paths.check_writable(tmp_path / "out") == tmp_path / "out" and os.listdir(tmp_path / "out") == []
+    real_open = open
+
+    def full_disk(path, *args, **kwargs):
+        if ".write-test" in str(path):
+            real_open(path, "wb").close()  # the file appears, then the write fails
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(paths, "open", full_disk, raising=False)
+    with pytest.raises(WriteFailed, match=rf"cannot write record folder {tmp_path / 'out'}: no space left"):
+        paths.check_writable(tmp_path / "out", "record")
+    assert os.listdir(tmp_path / "out") == []
