@@ -16,8 +16,10 @@ import sys
 
 from dsp_torch.checkpoints import check_arch, load_checkpoint, model_from_checkpoint
 from dsp_torch.dsp_module import check_groups
+from dsp_torch.flags import add_common_args, add_dsp_args, dsp_variant, validate_dsp
 from dsp_torch.models import cifar_resnet
-from dsp_torch.train import StageRunner, add_common_args, add_dsp_args, dsp_variant, fit_group_learning, validate_dsp
+from dsp_torch.runner import StageRunner
+from dsp_torch.stages import group_learning
 from shared.errors import main_guard
 
 
@@ -43,7 +45,7 @@ def run(args) -> int:
         ckpt = load_checkpoint(src, "pretrained checkpoint")
         check_arch(ckpt, src, depth=args.layers)
         model = model_from_checkpoint(ckpt, src)
-        fit_group_learning(runner, model, ckpt["arch"], {**vars(args), "stage": "dsp", "source": src}, variant)
+        group_learning.fit(runner, model, ckpt["arch"], {**vars(args), "stage": "dsp", "source": src}, variant)
         return 0
 
 

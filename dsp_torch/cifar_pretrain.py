@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dsp_torch.flags import add_common_args
 from dsp_torch.models import check_depth, cifar_resnet
-from dsp_torch.train import StageRunner, add_common_args, fit_pretrain
+from dsp_torch.runner import StageRunner
+from dsp_torch.stages import pretrain
 from shared.errors import main_guard
 
 
@@ -35,7 +37,7 @@ def run(args) -> int:
         if not runner.finished_already():
             model = cifar_resnet(args.layers, runner.data.num_classes)  # after the runner seeded the RNGs
             arch = {"family": "cifar", "depth": args.layers, "num_classes": runner.data.num_classes}
-            fit_pretrain(runner, model, arch, {**vars(args), "stage": "pretrain"})
+            pretrain.fit(runner, model, arch, {**vars(args), "stage": "pretrain"})
         return 0
 
 

@@ -38,6 +38,7 @@ from dsp_torch.group_lasso import exact_second_order, layer_scale, reg_terms, re
 from shared.errors import UserError
 
 PROBE_SIZE = 32  # the released hooks measure every layer on one random 1x3x32x32 input
+MAX_MISS = 5.0  # points of pruned FLOPs: a pruning result farther from its target is an error
 
 
 def prunable_convs(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
@@ -281,6 +282,7 @@ class PruneWrapper(nn.Module):
         cascade_batch: int = 80,
         generator: torch.Generator | None = None,
         verbose: bool = True,
+        max_miss: float = MAX_MISS,
     ):
         super().__init__()
         if empty_group not in ("prune", "keep"):
@@ -288,7 +290,7 @@ class PruneWrapper(nn.Module):
         check_groups(model, n_groups)
         self.model, self.n_groups, self.rank = model, n_groups, rank
         self.empty_group, self.cascade_passes, self.cascade_batch = empty_group, cascade_passes, cascade_batch
-        self.generator, self.verbose = generator, verbose
+        self.generator, self.verbose, self.max_miss = generator, verbose, max_miss
         self.layers = attach_prune_buffers(model, n_groups)
         self.layer_names = [n for n, _ in prunable_convs(model)]
         fp = filter_pruned_indices(len(self.layers), fp_every_nth_conv, fp_layer_indices)
@@ -302,6 +304,12 @@ class PruneWrapper(nn.Module):
 
         As released: beta starts at 0.15 in [0, 1]; every trial prunes (cascade included) and restores
         the state; the final prune uses the last *updated* beta, which was never evaluated itself.
+        What that guarantees: when pruned FLOPs grow with beta, the final beta lies between two tried
+        betas that bracket the target, so the result lands near the target on either side (a little
+        below it too: -0.024 points were measured); `-p` is a target, not a floor. With the released
+        `empty_group='prune'` pruned FLOPs are not monotonic in beta (a group whose smallest channel
+        share exceeds beta loses every channel), and the search can end far off, even at a 100 %
+        pruned model: a result more than `max_miss` points from the target stops with an error.
         """
         if not 0 < rate < 1:
             raise UserError(f"-p/--prune must be in (0, 1), got {rate}")
@@ -315,7 +323,25 @@ class PruneWrapper(nn.Module):
             else:
                 self.beta, lower = (self.beta + upper) / 2, self.beta
             self.model.load_state_dict(saved)
-        return self.prune(verbose=self.verbose)
+        pflops, pparams = self.prune(verbose=self.verbose)
+        self._check_target(rate, pflops, n_iter)
+        return pflops, pparams
+
+    def _check_target(self, rate: float, pflops: float, n_iter: int) -> None:
+        if abs(pflops - 100 * rate) <= self.max_miss:
+            return
+        hint = (
+            "with --empty-group prune (the released quirk) a group whose every channel holds more than "
+            "beta of its energy loses all of them, so pruned FLOPs are not monotonic in beta; rerun with "
+            "--empty-group keep"
+            if self.empty_group == "prune"
+            else "pruned FLOPs jump in steps too large for the target; try more --bisection-steps or another -p"
+        )
+        raise UserError(
+            f"pruning to -p {rate} ended at {pflops:.2f} % of the prunable-conv FLOPs pruned (beta "
+            f"{self.beta:.6f} after {n_iter} bisection steps), more than {self.max_miss:g} points from the "
+            f"target; {hint}"
+        )
 
     def after_step(self) -> None:
         """Keep pruned kernels at zero, and beta = 0 wherever gamma = 0 (pruned channels output 0)."""

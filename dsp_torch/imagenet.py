@@ -24,19 +24,18 @@ import sys
 from dsp_torch.checkpoints import load_checkpoint, model_from_checkpoint
 from dsp_torch.cifar_finetune import load_group_learned
 from dsp_torch.dsp_module import check_groups
-from dsp_torch.models import IMAGENET_ARCHS, imagenet_resnet
-from dsp_torch.train import (
-    StageRunner,
+from dsp_torch.flags import (
     add_common_args,
     add_dsp_args,
     add_finetune_args,
     dsp_variant,
     finetune_variant,
-    fit_finetune,
-    fit_group_learning,
     validate_dsp,
     validate_finetune,
 )
+from dsp_torch.models import IMAGENET_ARCHS, imagenet_resnet
+from dsp_torch.runner import StageRunner
+from dsp_torch.stages import finetune, group_learning
 from shared.errors import UserError, main_guard
 from shared.torch_train import load_weights
 
@@ -132,12 +131,12 @@ def run(args) -> int:
             model = _dense_model(args)
             if data.num_classes != 1000:
                 model.fc = type(model.fc)(model.fc.in_features, data.num_classes)
-            fit_group_learning(runner, model, arch, config, variant)
+            group_learning.fit(runner, model, arch, config, variant)
         else:
             src = args.ckpt or str(runner.save_dir / f"{args.arch}_G{args.device}g{args.groups}.pkl")
             model, ckpt = load_group_learned(src, args.groups, arch_name=args.arch)
             p = round(args.prune, 2)
-            fit_finetune(
+            finetune.fit(
                 runner,
                 model,
                 ckpt["arch"],

@@ -1,7 +1,15 @@
-"""Pack a pruned model into a deployable TorchScript model (the authors' pack_model.py).
+"""Pack a pruned model into a deployable TorchScript model (the authors' command name and flags).
 
     python -m dsp_torch.pack_model --ckpt cifarmodel/resnet56_P0g4c0.50.pkl --save resnet56_g4_packed.pt
     python -m dsp_torch.pack_model --ckpt resnet56_g4.pt --save ours.pt     # repack a released model
+    python -m dsp_torch.pack_model --ckpt ... --save theirs.pt --packing branches   # the authors' form
+
+Not the authors' structure by default. The authors' pack_model.py builds one branch per group of every
+pruned conv (gather, small conv, concatenate, index_add): it executes exactly DSP's kernel count but
+runs slower than the dense model on CPUs and GPUs. `--packing ours` (default, `dsp_torch.pack`) builds
+one conv per layer over the union of the groups' channels, dead filters dropped: more MACs than the
+kernel count, less time. `--packing branches` (`dsp_torch.pack_branches`, CIFAR ResNets) builds the
+authors' multi-branch form: exact, slower.
 
 The input is a pruned checkpoint (ours, or the authors' fine-tuned [state_dict, acc] file) or a
 released TorchScript model, which is converted first. The output computes what the masked model
@@ -21,6 +29,7 @@ import torch
 
 from dsp_torch.flops import load_any, reductions
 from dsp_torch.pack import PackOptions, pack, packed_macs, to_torchscript
+from dsp_torch.pack_branches import pack_branches
 from shared.errors import UserError, check_range, main_guard
 
 META_NAME = "dsp_torch_packed.json"
@@ -33,7 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", required=True, help="pruned checkpoint or released TorchScript model")
     p.add_argument("--save", required=True, help="where to write the packed TorchScript model")
     p.add_argument("-l", "--layers", type=int, help="expected ResNet depth (checked against the checkpoint)")
-    p.add_argument("-g", "--groups", type=int, help="accepted for compatibility; groups come from the checkpoint")
+    p.add_argument("-g", "--groups", type=int, help="expected number of groups (checked against the checkpoint)")
+    p.add_argument(
+        "--packing",
+        choices=["ours", "branches"],
+        default="ours",
+        help="ours: one conv per layer over the groups' union of channels (default, faster); branches: the "
+        "authors' one branch per group (exact kernel count, slower; CIFAR ResNets)",
+    )
     p.add_argument("--align", type=int, default=8, help="round widths up to a multiple of this (default 8)")
     p.add_argument("--no-channels-last", action="store_true", help="keep NCHW activations")
     p.add_argument("--data-dir", help="CIFAR-10 folder: print the packed model's test accuracy")
@@ -41,15 +57,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def pack_checkpoint(ckpt: str, options: PackOptions, depth: int | None = None):
+def pack_checkpoint(
+    ckpt: str, options: PackOptions, depth: int | None = None, groups: int | None = None, packing: str = "ours"
+):
     """(masked model, arch, packed TorchScript, metadata)."""
     model, arch, what = load_any(ckpt)
     if depth is not None and arch.get("depth") != depth:
         raise UserError(f"{ckpt} holds a ResNet-{arch.get('depth')}, but -l {depth} was given")
-    if not any(hasattr(m, "mask") for m in model.modules()):
+    masked = [m for m in model.modules() if hasattr(m, "mask")]
+    if not masked:
         raise UserError(f"{ckpt} is a dense ({what}) model; pack a pruned one (python -m dsp_torch.cifar_finetune)")
+    if groups is not None and masked[0].group.shape[0] != groups:
+        raise UserError(f"{ckpt} was pruned with {masked[0].group.shape[0]} groups, but -g {groups} was given")
     model.eval()
-    net = pack(model, options)
+    if packing == "branches":
+        if arch["family"] != "cifar":
+            raise UserError("--packing branches supports the CIFAR ResNets; use --packing ours for ImageNet models")
+        net = pack_branches(model)
+    else:
+        net = pack(model, options)
     size = 32 if arch["family"] == "cifar" else 224
     counts = reductions(model, arch)
     meta = {
@@ -57,6 +83,7 @@ def pack_checkpoint(ckpt: str, options: PackOptions, depth: int | None = None):
         "version": 1,
         "arch": arch,
         "source": str(ckpt),
+        "packing": packing,
         "options": vars(options),
         "packed_macs": packed_macs(net, size),
         **{k: v for k, v in counts.items() if k.endswith("_pct") or k.endswith("_macs") or k.endswith("_params")},
@@ -72,7 +99,7 @@ def main(argv=None) -> int:
     if out.exists() and not args.overwrite:
         raise UserError(f"{out} exists; pass --overwrite to replace it")
     options = PackOptions(align=args.align, channels_last=not args.no_channels_last)
-    model, arch, script, meta = pack_checkpoint(args.ckpt, options, args.layers)
+    model, arch, script, meta = pack_checkpoint(args.ckpt, options, args.layers, args.groups, args.packing)
     size = 32 if arch["family"] == "cifar" else 224
     x = torch.randn(64, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from dsp_torch.dsp_module import attach_prune_buffers, prunable_convs
+from dsp_torch.flops import reductions
 from dsp_torch.models import cifar_resnet, imagenet_resnet
 from dsp_torch.pack import PackOptions, pack, packed_macs, plan_model, to_torchscript
+from dsp_torch.pack_branches import pack_branches
 from dsp_torch.pack_model import main as pack_main
 
 pytestmark = pytest.mark.torch
@@ -33,6 +35,7 @@ def _randomly_pruned(model, seed=0, keep=0.4, n_groups=4):
             mask = channel_keep[group].float()
             mask[torch.rand(n, generator=g) < 0.15] = 0  # dead filters
             conv.mask.copy_(mask[:, :, None, None])
+            conv.group.copy_(torch.nn.functional.one_hot(group, n_groups).t().float())
             conv.weight.mul_(conv.mask)
     return model.eval()
 
@@ -100,6 +103,17 @@ def test_cifar_pack_equals_masked(options):
         assert packed_macs(net) == ours
     else:  # aligned widths and plain adds cost more than the exact structure, but it stays smaller
         assert ours <= packed_macs(net) < DENSE_RESNET20
+
+
+def test_branches_packing_equals_masked():
+    """The authors' form (one branch per group): same outputs, fewer MACs than ours at exact widths."""
+    model = _randomly_pruned(cifar_resnet(20))
+    net = pack_branches(model)
+    x = torch.randn(8, 3, 32, 32)
+    with torch.inference_mode():
+        assert (net(x) - model(x)).abs().max().item() < 1e-4
+        assert (to_torchscript(net)(x) - model(x)).abs().max().item() < 1e-4
+    assert packed_macs(net) < packed_macs(pack(model, UNION))  # group channels kept per group
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
@@ -183,6 +197,11 @@ def test_released_model_packs_smaller_and_equal(checkpoint_root, cifar_dir):
     ours, hidden = _union_structure_macs(conv.model)
     assert packed_macs(pack(conv.model, UNION)) == ours and ours < 0.5 * dense
     assert packed_macs(net) < 0.77 * dense  # widths aligned to 8, gathers and scatters only where they pay
+    # the authors' branches execute exactly the kernel count (the whole-network MACs of dsp_torch.flops)
+    branches = pack_branches(conv.model)
+    with torch.inference_mode():
+        assert (branches(x) - conv.script(x)).abs().max().item() < 1e-4
+    assert packed_macs(branches) == reductions(conv.model, conv.arch)["whole_macs"] < 0.36 * dense
     plans = plan_model(conv.model)
     assert sum(len(h) for p in plans for h in p.hidden) == hidden < 0.7 * (9 * (16 + 32 + 64))  # 0.695: dead dropped
     assert len(prunable_convs(conv.model)) == 54

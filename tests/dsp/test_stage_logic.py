@@ -10,7 +10,7 @@ import torch
 from dsp_torch import cifar_dsp, cifar_finetune, cifar_pretrain
 from dsp_torch.checkpoints import load_checkpoint
 from dsp_torch.dsp_module import PruneWrapper
-from dsp_torch.train import StageRunner
+from dsp_torch.runner import StageRunner
 
 pytestmark = pytest.mark.torch
 
