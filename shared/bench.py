@@ -211,8 +211,8 @@ def verdict(
     if flops_ratio is not None and value > flops_ratio * (1 + IMPLAUSIBLE_MARGIN):
         return Verdict(
             IMPLAUSIBLE,
-            f"{head}: implausible, above the FLOPs ratio {flops_ratio:.2f}x (timing artefact or a weak dense "
-            f"baseline), {spread}",
+            f"{head}: implausible, above the FLOPs ratio {flops_ratio:.2f}x (a timing artefact, a weak dense "
+            f"baseline, or weights that fit in cache only when pruned), {spread}",
         )
     if paired is None:
         return Verdict(NOISY, f"{head}: {NOISY}, spread unknown")
