@@ -155,6 +155,10 @@ def validate(args) -> None:
     check_range("--accum-steps", args.accum_steps, 1, 10**4)
     if args.optimizer != "sgd":
         raise UserError(f"--optimizer {args.optimizer}: only sgd is implemented (every config uses it)")
+    for flag in ("source_net", "resume"):
+        path = getattr(args, flag)
+        if path and not Path(path).is_file():
+            raise UserError(f"--{flag.replace('_', '-')} {path} does not exist")
     if args.resume and args.source_net:
         raise UserError("--resume and --source-net exclude each other (as in the original)")
     if args.exp_mode in ("prune", "finetune") and not (args.source_net or args.resume):

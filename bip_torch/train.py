@@ -384,7 +384,8 @@ class Run:
         bar = progress(len(self.data.train), f"epoch {epoch}", enabled=self.ctx.is_main)
         losses, correct, seen = [], 0.0, 0
         bilevel = a.exp_mode == "prune" and a.trainer == "bilevel"
-        for (xu, yu), (xl, yl) in zip(self.data.train, self.data.val):
+        pairs = zip(self.data.train, self.data.val) if bilevel else ((b, (None, None)) for b in self.data.train)
+        for (xu, yu), (xl, yl) in pairs:
             if bilevel and a.bip_variant == "paper":
                 loss, logits = paper_step(model, *optimizers, (xl, yl), (xu, yu), self.backward, a.lr2)
             elif bilevel:

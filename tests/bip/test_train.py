@@ -15,19 +15,29 @@ TINY = ["--dataset", "digits", "--train-limit", "32", "--batch-size", "16", "--t
 
 def test_yaml_values_override_defaults_and_command_line_flags_win():
     a = parse_args(
-        ["--configs", "configs/CIFAR10/bip.yml", "--lr", "0.01", "--k=0.5", "--dataset", "digits", "--source-net", "x"]
+        [
+            "--configs",
+            "configs/CIFAR10/bip.yml",
+            "--lr",
+            "0.01",
+            "--k=0.5",
+            "--dataset",
+            "digits",
+            "--source-net",
+            __file__,
+        ]
     )
     assert (a.lr, a.k, a.dataset) == (0.01, 0.5, "digits")  # given on the command line
     assert (a.wd, a.lr2, a.mask_lr_schedule, a.trainer, a.epochs) == (1e-4, 1e-4, "step", "bilevel", 100)
     assert a.scaled_score_init is True and a.normalize is True and a.arch == "resnet20s"
-    a = parse_args(["--configs", "configs/CIFAR10/finetune.yml", "--source-net", "x"])
+    a = parse_args(["--configs", "configs/CIFAR10/finetune.yml", "--source-net", __file__])
     assert a.data_fraction == 1.0  # YAML-only keys are kept
-    a = parse_args(["--configs", "configs/ImageNet/bip.yml", "--source-net", "x"])
+    a = parse_args(["--configs", "configs/ImageNet/bip.yml", "--source-net", __file__])
     assert (a.lr, a.batch_size, a.arch, a.num_classes) == (0.01, 200, "ResNet18", 1000)
 
 
 def test_schedules_have_the_originals_quirks():
-    a = parse_args(["--configs", "configs/CIFAR10/bip.yml", "--source-net", "x"])
+    a = parse_args(["--configs", "configs/CIFAR10/bip.yml", "--source-net", __file__])
     assert schedule_lr("cosine", 0, a) == pytest.approx(0.1 * 0.5 * (1 + math.cos(-math.pi / 100)))
     assert schedule_lr("cosine", 0, a) == pytest.approx(0.099975, abs=1e-6)
     # the mask lr follows --lr with the step shape: 0.1 / 0.01 / 0.001 at 0-49 / 50-74 / 75-99
@@ -49,8 +59,9 @@ def test_schedules_have_the_originals_quirks():
     ],
 )
 def test_bad_input_gives_one_message_and_exit_2(extra, message, tmp_path, capsys):
+    torch.save({}, tmp_path / "empty.pt")  # exists: the checks before loading it are what is tested
     argv = ["--arch", "resnet20s", "--exp-mode", "prune", "--layer-type", "unstructured", "--trainer", "bilevel"]
-    argv += ["--source-net", str(tmp_path / "none.pt"), "--result-dir", str(tmp_path), *TINY, *extra]
+    argv += ["--source-net", str(tmp_path / "empty.pt"), "--result-dir", str(tmp_path), *TINY, *extra]
     if "--source-net" in extra:
         argv = argv[:8] + argv[10:]
     assert main(argv) == 2
@@ -180,3 +191,17 @@ def test_omp_is_one_shot_global_magnitude_and_imp_prunes_in_rounds(pretrained, t
     m.load_state_dict(ck["state_dict"])
     rep = L.sparsity_report(m)
     assert rep["kept"] == rep["total"] - int(0.36 * rep["total"])
+
+
+def test_truncated_lmdb_is_refused(tmp_path, capsys):
+    from shared.data.lmdb_store import write_lmdb
+
+    for split in ("train", "val"):
+        write_lmdb([(b"\xff\xd8not-a-real-jpeg" * 50, i % 2) for i in range(40)], tmp_path / f"{split}.lmdb")
+    data = (tmp_path / "train.lmdb").read_bytes()
+    (tmp_path / "train.lmdb").write_bytes(data[: len(data) // 3])
+    argv = ["--configs", "configs/ImageNet/pretrain.yml", "--data-dir", str(tmp_path), "--epochs", "1",
+            "--result-dir", str(tmp_path / "out"), "--num-workers", "0"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "train.lmdb" in err and "Traceback" not in err
