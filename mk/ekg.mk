@@ -2,19 +2,19 @@
 # (TensorFlow 2). Included by the Makefile.
 .PHONY: ekg-demo ekg-smoke ekg-cifar-ablation ekg-imagenet ekg-bench
 
-ekg-demo: $(STAMP) ## EKG: search, memory bank, slimming, both fine-tunings, small (DATA_DIR, CKPT_DIR optional)
-	PRUNING_CHECKPOINT_DIR="$(CKPT_DIR)" $(PY) -m ekg_tf2.demo $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") \
+ekg-demo: $(TF_STAMP) ## EKG: search, memory bank, slimming, both fine-tunings, small (DATA_DIR, CKPT_DIR optional)
+	PRUNING_CHECKPOINT_DIR="$(CKPT_DIR)" $(TF_PY) -m ekg_tf2.demo $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") \
 		--out runs/ekg/demo/$$(date +%Y%m%d-%H%M%S) --records runs/ekg/demo/records
 
-ekg-smoke: $(STAMP) ## EKG: the ablation script with SMOKE=1 (authors' ResNet-56, tiny); DATA_DIR, CKPT_DIR
-	PY="$(PY)" DATA_DIR="$(DATA_DIR)" CKPT_DIR="$(CKPT_DIR)" SMOKE=1 bash scripts/ekg/cifar_ablation.sh
-	PY="$(PY)" SMOKE=1 bash scripts/ekg/imagenet_resnet50.sh
+ekg-smoke: $(TF_STAMP) ## EKG: the ablation script with SMOKE=1 (authors' ResNet-56, tiny); DATA_DIR, CKPT_DIR
+	PY="$(TF_PY)" DATA_DIR="$(DATA_DIR)" CKPT_DIR="$(CKPT_DIR)" SMOKE=1 bash scripts/ekg/cifar_ablation.sh
+	PY="$(TF_PY)" SMOKE=1 bash scripts/ekg/imagenet_resnet50.sh
 
-ekg-cifar-ablation: $(STAMP) ## EKG: ResNet-56 CIFAR-10/100, both fine-tuning variants, 3 seeds; DATA_DIR, CKPT_DIR
-	PY="$(PY)" DATA_DIR="$(DATA_DIR)" CKPT_DIR="$(CKPT_DIR)" bash scripts/ekg/cifar_ablation.sh
+ekg-cifar-ablation: $(TF_STAMP) ## EKG: ResNet-56 CIFAR-10/100, both fine-tuning variants, 3 seeds; DATA_DIR, CKPT_DIR
+	PY="$(TF_PY)" DATA_DIR="$(DATA_DIR)" CKPT_DIR="$(CKPT_DIR)" bash scripts/ekg/cifar_ablation.sh
 
-ekg-imagenet: $(STAMP) ## EKG: ResNet-50 ImageNet 45 % / 55 % (not implemented: prints the plan)
-	PY="$(PY)" DRY_RUN=1 bash scripts/ekg/imagenet_resnet50.sh
+ekg-imagenet: $(TF_STAMP) ## EKG: ResNet-50 ImageNet 45 % / 55 % (not implemented: prints the plan)
+	PY="$(TF_PY)" DRY_RUN=1 bash scripts/ekg/imagenet_resnet50.sh
 
-ekg-bench: $(STAMP) ## EKG: slimmed vs dense ResNet-56 under every TF runtime, XLA step, search cost
-	$(PY) -m ekg_tf2.bench $(if $(DATA_DIR),--data_dir "$(DATA_DIR)")
+ekg-bench: $(TF_STAMP) ## EKG: slimmed vs dense ResNet-56 under every TF runtime, XLA step, search cost
+	$(TF_PY) -m ekg_tf2.bench $(if $(DATA_DIR),--data_dir "$(DATA_DIR)")

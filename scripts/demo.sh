@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
+# each subproject's demo runs with its framework's interpreter (`make demo GPU=1` passes both)
+TORCH_PY=${TORCH_PY:-$PY}
+TF_PY=${TF_PY:-$PY}
+PY=$TORCH_PY
 OUT=${OUT:-runs/demo/$(date +%Y%m%d-%H%M%S)}
 DATA_DIR=${DATA_DIR:-${PRUNING_DATA_DIR:-}}
 RECORDS="$OUT/records"
@@ -25,7 +29,8 @@ for pkg in ekg_tf2 dsp_torch dcp_tf ista_tf bip_torch; do
     echo
     echo "== $pkg demo =="
     t0=$SECONDS
-    "$PY" -m "$pkg.demo" "${data_args[@]}" --out "$OUT/$pkg" --records "$RECORDS"
+    pkg_py=$([ "${pkg#*_}" = torch ] && echo "$TORCH_PY" || echo "$TF_PY")
+    "$pkg_py" -m "$pkg.demo" "${data_args[@]}" --out "$OUT/$pkg" --records "$RECORDS"
     echo "($pkg demo took $((SECONDS - t0)) s)"
   fi
 done

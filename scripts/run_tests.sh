@@ -6,6 +6,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
+# each group runs with its framework's interpreter (one .venv on CPU; .venv-torch / .venv-tf with GPU=1)
+TORCH_PY=${TORCH_PY:-$PY}
+TF_PY=${TF_PY:-$PY}
 # framework-free + PyTorch | TensorFlow (tests/shared_tf: the TF pieces of shared); TEST_GROUPS="a b;c" overrides (groups separated by ';')
 IFS=';' read -ra GROUPS_TO_RUN <<< "${TEST_GROUPS:-tests/shared tests/dsp tests/bip;tests/shared_tf tests/ista tests/ekg tests/dcp}"
 status=0
@@ -15,8 +18,12 @@ for group in "${GROUPS_TO_RUN[@]}"; do
   present=()
   for folder in $group; do [ -e "$folder" ] && present+=("$folder"); done
   if [ ${#present[@]} -eq 0 ]; then echo "== no test folder of group '$group' exists =="; status=1; continue; fi
-  echo "== pytest ${present[*]} =="
-  "$PY" -m pytest "${present[@]}" "$@" || status=1
+  case " ${present[*]} " in
+    *" tests/ista "*|*" tests/ekg "*|*" tests/dcp "*|*" tests/shared_tf "*) group_py=$TF_PY ;;
+    *) group_py=$TORCH_PY ;;
+  esac
+  echo "== pytest ${present[*]} ($group_py) =="
+  "$group_py" -m pytest "${present[@]}" "$@" || status=1
 done
 echo "== test suite: $((SECONDS - start)) s, $([ $status = 0 ] && echo passed || echo FAILED) =="
 exit $status
