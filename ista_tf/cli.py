@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ista_tf import train
+from ista_tf.models import MODELS
 from shared.data import ArraySplit, load_image_classification
 from shared.errors import UserError
 from shared.paths import DATA_ENV, data_root
@@ -36,6 +37,7 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch_size", type=int, default=125, help="images per batch (per update when training)")
     parser.add_argument(
         "--data_dir",
+        "--data-dir",
         default=None,
         help=f"folder holding CIFAR-10 in the official python layout (cifar-10-batches-py/) or its "
         f"parent; default ${DATA_ENV}. The original read binary batches from /tmp/cifar10_data",
@@ -43,7 +45,7 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default="resnet20",
-        choices=("resnet20", "cnn4"),
+        choices=sorted(MODELS),
         help="network: the released code's resnet20 variant or cnn4, the paper's ConvNet (the "
         "original switched by editing inference() in cifar10.py)",
     )

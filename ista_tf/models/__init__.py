@@ -12,21 +12,26 @@ import tensorflow as tf
 from ista_tf.models.cnn4 import CNN4
 from ista_tf.models.resnet20 import ResNet20
 from ista_tf.models.units import PrunableUnit
+from shared.errors import UserError
 
 MODELS = {"resnet20": ResNet20, "cnn4": CNN4}
 
-__all__ = ["CNN4", "MODELS", "PrunableUnit", "ResNet20", "build_model", "full_arch"]
+__all__ = ["CNN4", "MODELS", "PrunableUnit", "ResNet20", "build_model", "check_model_name", "full_arch"]
+
+
+def check_model_name(name) -> str:
+    """The one check of a model name (flags, stage settings, architecture files)."""
+    if name not in MODELS:
+        raise UserError(f"--model must be one of {sorted(MODELS)}, got {name!r}")
+    return name
 
 
 def full_arch(name: str) -> dict:
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
+    check_model_name(name)
     return {"model": name, "widths": list(MODELS[name].full_widths)}
 
 
 def build_model(arch: dict, seed: int = 0, compute_dtype: tf.DType = tf.float32):
     """A ResNet20 or CNN4 with the widths of `arch` (create it under the strategy's scope)."""
-    name = arch.get("model")
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
+    name = check_model_name(arch.get("model"))
     return MODELS[name](widths=arch.get("widths"), seed=seed, compute_dtype=compute_dtype)

@@ -14,7 +14,10 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parents[2]
-REPLICA_TEST = "test_two_cpu_replicas_agree_with_one_on_the_same_global_batch"
+REPLICA_TESTS = {
+    "test_two_cpu_replicas_agree_with_one_on_the_same_global_batch",
+    "test_resnet20_xla_step_with_weight_decay_equals_the_plain_step",
+}
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +62,7 @@ def replica_check(request):
     """`python -m tests.ista.replica_check` (2 logical CPU devices need a fresh interpreter), started
     with the first ista test when the replica test is selected, so that its TensorFlow start-up and
     tracing (single-threaded, ~15 s) overlap the other tests instead of adding to them."""
-    if not any(item.name == REPLICA_TEST for item in request.session.items):
+    if not any(item.name in REPLICA_TESTS for item in request.session.items):
         yield None
         return
     run = BackgroundRun([sys.executable, "-m", "tests.ista.replica_check"])

@@ -169,8 +169,15 @@ def _weights(folder: Path) -> dict[str, np.ndarray]:
     return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if "model" in k}
 
 
+def _zero_gammas(checkpoint: str) -> int:
+    reader = tf.train.load_checkpoint(checkpoint)
+    names = [k for k in reader.get_variable_to_shape_map() if "gamma" in k and "model" in k and "ema" not in k]
+    return sum(int(np.count_nonzero(reader.get_tensor(k) == 0)) for k in names)
+
+
 def test_interrupted_stage_resumes_to_the_same_result(tmp_path, digits_train):
-    cfg = StageConfig(l1_penalty=0.3, max_steps=12, batch_size=16, save_checkpoint_steps=4, log_frequency=100)
+    """A run whose prox zeroes gammas before the interruption (the resumed state holds exact zeros)."""
+    cfg = StageConfig(l1_penalty=3.0, max_steps=12, batch_size=16, save_checkpoint_steps=4, log_frequency=100)
     data = digits_train.subset(256)
     run_stage(cfg, tmp_path / "ref", 0, data, log=lambda s: None)
 
@@ -185,13 +192,14 @@ def test_interrupted_stage_resumes_to_the_same_result(tmp_path, digits_train):
     with pytest.raises(RuntimeError):
         run_stage(cfg, tmp_path / "run", 0, data, on_step=crash_at(6, RuntimeError("simulated crash")), log=print)
     assert tf.train.latest_checkpoint(tmp_path / "run_0" / "train").endswith("ckpt-4")
+    assert _zero_gammas(tf.train.latest_checkpoint(tmp_path / "run_0" / "train")) > 0
     # Ctrl-C after step 9: a checkpoint of step 9 is written on the way out
     with pytest.raises(KeyboardInterrupt):
         run_stage(cfg, tmp_path / "run", 0, data, on_step=crash_at(9, KeyboardInterrupt()), log=print)
     assert tf.train.latest_checkpoint(tmp_path / "run_0" / "train").endswith("ckpt-9")
     assert not (tmp_path / "run_1").exists()
     result = run_stage(cfg, tmp_path / "run", 0, data, log=print)
-    assert result["status"] == "trained" and result["steps"] == 12
+    assert result["status"] == "trained" and result["steps"] == 12 and result["zero_gammas"] > 0
 
     ref, resumed = _weights(tmp_path / "ref_1" / "compact"), _weights(tmp_path / "run_1" / "compact")
     assert ref.keys() == resumed.keys() and len(ref) > 40
