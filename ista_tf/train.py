@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from ista_tf import chain, data, flops, ista, prune
-from ista_tf.models import build_model, full_arch
+from ista_tf.models import build_model, check_model_name, full_arch
 from ista_tf.models.layers import BN_DECAY, BatchNorm
 from shared import tf_train
 from shared.data import ArraySplit
@@ -59,8 +59,7 @@ class StageConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> None:
-        if self.model not in ("resnet20", "cnn4"):
-            raise UserError(f"--model must be resnet20 or cnn4, got {self.model!r}")
+        check_model_name(self.model)
         check_range("--l1_penalty", self.l1_penalty, 0.0, math.inf)
         check_range("--learning_rate", self.learning_rate, 0.0, math.inf, low_open=True)
         check_range("--weight_decay", self.weight_decay, 0.0, math.inf)
