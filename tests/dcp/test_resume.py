@@ -21,11 +21,13 @@ class Killed(Exception):
 
 
 def make(run_dir, split, on_pick=None):
+    """The paper variant on a PreResNet-8 at 0.875 (conv2 of 3 blocks: 2 + 4 + 8 picks): its state is the
+    richest (Nesterov slots of stage and layer optimisers, warm-start kernels, the stage-0 reference)."""
     cfg = dcp.DcpConfig(
-        prune_ratio=0.875, nb_stages=1, nb_iters_block=2, nb_iters_layer=1, batch_size=8,
-        nb_epochs_rat=0.0005, save_every_picks=3, summ_step=0,
+        variant="paper", prune_ratio=0.875, nb_stages=1, batch_size=8, paper_stage_epochs=0.02 / 0.001,
+        paper_select_samples=8, paper_final_epochs=10, nb_epochs_rat=0.001, save_every_picks=2, summ_step=0,
     )  # fmt: skip
-    return dcp.DcpLearner(cfg, ResNet("pocketflow", "cifar10", 8, seed=2), split, run_dir, log=lambda s: None,
+    return dcp.DcpLearner(cfg, ResNet("paper", "cifar10", 8, seed=2), split, run_dir, log=lambda s: None,
                           on_pick=on_pick)  # fmt: skip
 
 
@@ -36,21 +38,21 @@ def test_killed_mid_selection_resumes_to_the_same_choices(tmp_path, digits_train
 
     picks = []
 
-    def kill_at_eight(stage, layer, chosen):
+    def kill_at_nine(stage, layer, chosen):
         picks.append(layer)
-        if len(picks) == 8:  # layer 2 has 2 picks per layer: the 8th lands inside conv #4's selection
+        if len(picks) == 9:  # picks 1-2: block 0's conv2, 3-6: block 1's, 7-14: block 2's; the 9th is inside it
             raise Killed
 
     run_dir = tmp_path / "killed"
     with pytest.raises(Killed):
-        make(run_dir, digits_train, kill_at_eight).run()
+        make(run_dir, digits_train, kill_at_nine).run()
     saved = json.loads((run_dir / "progress.json").read_text())
-    assert saved["phase"] == "select" and saved["picks"] == 6  # the checkpoint after the 6th pick
+    assert saved["phase"] == "select" and saved["picks"] == 8 and saved["chosen"]  # saved after pick 8, mid-layer
 
     resumed = make(run_dir, digits_train)
     out = resumed.run()
     assert out["kept"] == ref_out["kept"]
-    assert len(out["kept"]) == 9 and all(len(v) == 2 or len(v) == 4 or len(v) == 8 for v in out["kept"].values())
+    assert sorted(len(v) for v in out["kept"].values()) == [2, 4, 8]
     for a, b in zip(resumed.pruned.convs, ref.pruned.convs):
         np.testing.assert_array_equal(a.mask.numpy(), b.mask.numpy())
         np.testing.assert_allclose(a.kernel.numpy(), b.kernel.numpy(), rtol=1e-4, atol=1e-6)

@@ -42,7 +42,7 @@ def test_full_prec_then_both_variants(baseline, capsys):
     for variant in ("pocketflow", "paper"):
         out = run(capsys, *data, "--learner", "dis-chn-pruned", "--dcp_variant", variant, "--resnet_def", "pocketflow",
                   "--dcp_prune_ratio", "0.5", "--dcp_nb_stages", "1", "--dcp_nb_iters_block", "2",
-                  "--dcp_nb_iters_layer", "1", "--dcp_paper_stage_epochs", "0.05", "--dcp_paper_select_samples", "32",
+                  "--dcp_nb_iters_layer", "0", "--dcp_paper_stage_epochs", "0.05", "--dcp_paper_select_samples", "32",
                   "--dcp_paper_final_epochs", "1", "--nb_epochs_rat", "0.004", "--dcp_save_every_picks", "0",
                   "--save_path", str(root / "models/model.ckpt"),
                   "--dcp_save_path", str(root / f"dcp_{variant}/model.ckpt"),
