@@ -46,7 +46,17 @@ DEFINING = (
 
 # The README chain (seed README; research/ista.md 4.1): version -> (l1_penalty, max_steps, learning_rate)
 README_CHAIN = {0: (0.001, 30_000, 0.1), 1: (0.005, 50_000, 0.1), 2: (0.0, 50_000, 0.01)}
-README_FIXED = {"model": "resnet20", "batch_size": 125, "weight_decay": 0.0005, "alpha": 1.0}
+README_FIXED = {
+    "model": "resnet20",
+    "batch_size": 125,
+    "weight_decay": 0.0005,
+    "alpha": 1.0,
+    "fold": "released-code",
+    # what the README chain ran with and a run may change (shared/results/reported/ista.yaml names them)
+    "bn_decay": 0.999,
+    "precision": "float32",
+    "accum_steps": 1,
+}
 FULL_CIFAR10 = {"train": 50_000, "test": 10_000}
 
 
@@ -101,8 +111,42 @@ def restore_compact(model, folder: Path) -> None:
     prefix = tf.train.latest_checkpoint(folder) or str(folder / "model")
     try:
         tf.train.Checkpoint(model=model).read(prefix).assert_consumed()
-    except (tf.errors.OpError, AssertionError, ValueError) as err:
-        raise UserError(f"cannot restore the model in {folder}: {str(err).splitlines()[0]}") from err
+    except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError, TypeError) as err:
+        # a truncated or damaged checkpoint fails deep inside TensorFlow (often an IndexError)
+        raise MalformedError(
+            f"cannot restore the model in {folder}: the checkpoint is damaged or incomplete "
+            f"({first_line(err)}); train the stage that wrote it again"
+        ) from err
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:200]}" if text else type(err).__name__
+
+
+def restore_for_resume(keeper, log) -> str | None:
+    """Restore the newest training checkpoint that loads (a `tf_train.CheckpointKeeper`); a damaged one
+    (truncated by a full disk or a crash) is skipped with a note and the one before is used. Returns
+    the path restored, or None when the folder holds none. UserError when none of them loads."""
+    newest = keeper.latest
+    if newest is None:
+        return None
+    candidates = [newest] + [p for p in reversed(keeper.manager.checkpoints) if p != newest]
+    failures = []
+    for path in candidates:
+        try:
+            keeper.checkpoint.restore(path).assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError, TypeError) as err:
+            failures.append(f"{Path(path).name} ({first_line(err)})")
+            continue
+        keeper.saved_step = int(path.rsplit("-", 1)[1])
+        if failures:
+            log(f"note: checkpoint {'; '.join(failures)} is damaged; resuming from {path} instead")
+        return path
+    raise MalformedError(
+        f"no checkpoint in {keeper.directory} can be restored: {'; '.join(failures)}; remove "
+        f"{Path(keeper.directory).parent} to train this stage afresh"
+    )
 
 
 def write_compact(model, folder: Path, lineage: list[dict]) -> None:
@@ -145,6 +189,7 @@ def check_stage_can_run(train_dir, version: int, settings: dict, data: dict) -> 
     if finished.is_file():
         done = read_json(finished, "the finished-stage marker")
         diff = differences(done.get("settings", {}), settings, DEFINING + ("max_steps",))
+        diff += data_differences(done.get("data"), data)
         if diff:
             raise UserError(
                 f"stage {version} in {here} is already finished with other settings: {', '.join(diff)}; "
@@ -165,20 +210,31 @@ def check_stage_can_run(train_dir, version: int, settings: dict, data: dict) -> 
             f"which does not exist; run --checkpoint_version {version - 1} first"
         )
     stage_file = here / "stage.json"
-    if stage_file.is_file():
+    # a stage.json without any checkpoint (the first run stopped before its first save, e.g. diverged at
+    # once) binds nothing: the stage starts afresh with the new settings
+    if stage_file.is_file() and tf.train.latest_checkpoint(here / "train") is not None:
         started = read_json(stage_file, "the stage settings")
         diff = differences(started.get("settings", {}), settings, DEFINING)
+        diff += data_differences(started.get("data"), data)
         if diff:
             raise UserError(
                 f"stage {version} in {here} was started with other settings: {', '.join(diff)}; "
-                f"use the same settings to resume it, or remove {here} to start again"
-            )
-        if started.get("data", {}).get("sha256_16") != data.get("sha256_16"):
-            raise UserError(
-                f"stage {version} in {here} was started on other data "
-                f"({started.get('data', {}).get('source')}); resume it with the same --data_dir"
+                f"use the same settings and data to resume it, or remove {here} to start again"
             )
     return None
+
+
+def data_differences(recorded: dict | None, requested: dict) -> list[str]:
+    """The training data (shared.data's identity: name, size, source, content hash) as a difference."""
+    if recorded is None:
+        return []  # written before the data identity was stored
+    if recorded.get("sha256_16") == requested.get("sha256_16") and recorded.get("n") == requested.get("n"):
+        return []
+    return [
+        f"training data {recorded.get('name')} n={recorded.get('n')} from {recorded.get('source')} "
+        f"(now {requested.get('name')} n={requested.get('n')} from {requested.get('source')}, "
+        f"content hash {recorded.get('sha256_16')} -> {requested.get('sha256_16')})"
+    ]
 
 
 def readme_chain_matches(lineage: list[dict]) -> bool:
@@ -193,3 +249,29 @@ def readme_chain_matches(lineage: list[dict]) -> bool:
         if entry.get("data", {}).get("name") != "cifar10" or entry.get("data", {}).get("n") != FULL_CIFAR10["train"]:
             return False
     return bool(lineage)
+
+
+def readme_row(model: str, version: int, lineage: list[dict]) -> str | None:
+    """The README row (v2: pruned, v3: fine-tuned) that version `version` is an instance of, or None.
+
+    The chain must have the README's shape, whatever its step counts (a smoke run is still filed under
+    its row, as kind 'smoke'): v0 and v1 sparsify (l1_penalty > 0) at the initial learning rate, and v3
+    also fine-tunes without a penalty at a lower one. Another chain (the paper's model B: one more
+    sparsifying stage) is not an instance of the README's v3."""
+    if model != "resnet20" or version not in (2, 3) or len(lineage) != version:
+        return None
+    s = [entry.get("settings", {}) for entry in lineage]
+    if not all((x.get("l1_penalty") or 0) > 0 for x in s[:2]):
+        return None
+    if version == 3 and not (
+        s[2].get("l1_penalty") == 0 and s[2].get("learning_rate", 0) < s[1].get("learning_rate", 0)
+    ):
+        return None
+    return f"readme/cifar10/resnet20/v{version}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(
+        "ista_tf.chain is a library module (the stage folders of the chain), not a command: "
+        "use python -m ista_tf.cifar10_train or python -m ista_tf.cifar10_eval"
+    )

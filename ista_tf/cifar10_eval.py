@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import tensorflow as tf
 
 from ista_tf import chain, cli, flops, train
 from ista_tf.models import build_model, full_arch
 from shared import tf_train
-from shared.errors import UserError, main_guard
+from shared.errors import MalformedError, UserError, check_count, main_guard
+from shared.paths import check_writable
 from shared.results import make_record, write_record
 
 
@@ -96,7 +98,13 @@ def load_version(train_dir, version: int, model_name: str, is_compressed: bool, 
     if path is None or not tf.io.gfile.exists(path + ".index"):
         which = "any" if checkpoint_iter < 0 else f"step {checkpoint_iter}"
         raise UserError(f"no training checkpoint ({which}) in {ckpt_dir}")
-    tf.train.Checkpoint(model=model, ema=ema, step=step).restore(path).assert_existing_objects_matched()
+    try:
+        tf.train.Checkpoint(model=model, ema=ema, step=step).restore(path).assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError, TypeError) as err:
+        raise MalformedError(
+            f"cannot restore the training checkpoint {path} in {ckpt_dir}: it is damaged or incomplete "
+            f"({chain.first_line(err)}); pick another with --checkpoint_iter"
+        ) from err
     ema.copy_to(model.trainable_variables)
     lineage = chain.read_lineage(chain.compact_dir(train_dir, version))
     return model, stage.get("settings"), lineage
@@ -151,7 +159,7 @@ def eval_record(
         and split.split == "test"
         and len(split) == chain.FULL_CIFAR10["test"]
     )
-    row = f"readme/cifar10/resnet20/v{version}" if model_name == "resnet20" and version in (2, 3) else None
+    row = chain.readme_row(model_name, version, lineage) if is_compressed else None
     return make_record(
         paper="ista",
         row=row,
@@ -180,13 +188,26 @@ def eval_record(
     )
 
 
+def default_records_dir(train_dir, version: int) -> Path:
+    """Where an evaluation writes its run record unless --records is given: in the evaluated version's
+    folder (`python -m shared.results check --records <folder above the train dir>` finds it)."""
+    return chain.stage_dir(train_dir, version) / "records"
+
+
 @main_guard
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.checkpoint_version < 0:
-        raise UserError(f"--checkpoint_version must be >= 0, got {args.checkpoint_version}")
-    if args.batch_size < 1 or args.num_examples < 1:
-        raise UserError("--batch_size and --num_examples must be >= 1")
+    check_count("--checkpoint_version", args.checkpoint_version, 0)
+    check_count("--batch_size", args.batch_size, 1)
+    check_count("--num_examples", args.num_examples, 1)
+    check_count("--checkpoint_iter", args.checkpoint_iter, -1)
+    stage = chain.stage_dir(args.train_dir, args.checkpoint_version)
+    if stage.exists() and not stage.is_dir():
+        raise UserError(f"--train_dir {args.train_dir}: {stage} is a file, not a stage folder")
+    # the record is written after the evaluation: prove first that it can be
+    records = args.records or default_records_dir(args.train_dir, args.checkpoint_version)
+    if stage.is_dir():
+        check_writable(Path(records) / "ista", "run record")
     split = cli.load_split(args.dataset, "train" if args.eval_data == "train_eval" else "test", args.data_dir)
     split = split.subset(min(args.num_examples, len(split)))
     run_eval(
@@ -198,7 +219,7 @@ def main(argv=None) -> int:
         checkpoint_iter=args.checkpoint_iter,
         batch_size=args.batch_size,
         jit_compile=train.use_xla(args.xla),
-        records_dir=args.records,
+        records_dir=records,
     )
     return 0
 

@@ -21,7 +21,7 @@ import sys
 
 from ista_tf import cli, prune, train
 from shared import tf_train
-from shared.errors import main_guard
+from shared.errors import check_count, main_guard
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,7 +146,8 @@ def main(argv=None) -> int:
         save_checkpoint_steps=args.save_checkpoint_steps,
         save_checkpoint_secs=args.save_checkpoint_secs,
     )
-    cfg.validate()  # bad flags fail before the data is read
+    cfg.validate()  # bad flags fail before the data is read (and before anything is written)
+    check_count("--checkpoint_version", args.checkpoint_version, 0)
     train_split = cli.load_split(args.dataset, "train", args.data_dir)
     train.run_stage(cfg, args.train_dir, args.checkpoint_version, train_split, records_dir=args.records)
     return 0

@@ -33,7 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data-dir", default=None, help="folder holding CIFAR-10 (default: $PRUNING_DATA_DIR, else digits)")
+    p.add_argument(
+        "--data-dir",
+        "--data_dir",
+        default=None,
+        help="folder holding CIFAR-10 (default: $PRUNING_DATA_DIR, else digits)",
+    )
     p.add_argument("--out", required=True, help="folder for the chain (<out>/cifar10_train_V)")
     p.add_argument("--records", default=None, help="folder for the smoke run records")
     return p

@@ -132,3 +132,10 @@ def compress(
         forced=forced,
     )
     return compact, result
+
+
+if __name__ == "__main__":
+    raise SystemExit(
+        "ista_tf.prune is a library module (channel removal at the end of a stage), not a command: "
+        "use python -m ista_tf.cifar10_train or python -m ista_tf.cifar10_eval"
+    )

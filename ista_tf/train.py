@@ -25,7 +25,8 @@ from ista_tf.models import build_model, check_model_name, full_arch
 from ista_tf.models.layers import BN_DECAY, BatchNorm
 from shared import tf_train
 from shared.data import ArraySplit
-from shared.errors import UserError, check_range
+from shared.errors import UserError, WriteFailed, check_count, check_range
+from shared.paths import RunFolderLock
 from shared.results import make_record, write_record
 
 MOVING_AVERAGE_DECAY = 0.999  # cifar10.py MOVING_AVERAGE_DECAY
@@ -65,8 +66,13 @@ class StageConfig:
         check_range("--weight_decay", self.weight_decay, 0.0, math.inf)
         check_range("--alpha", self.alpha, 0.0, math.inf, low_open=True)
         check_range("--bn_decay", self.bn_decay, 0.0, 1.0, high_open=True)
-        if self.max_steps < 0 or self.batch_size < 1 or self.accum_steps < 1 or self.log_frequency < 1:
-            raise UserError("--max_steps must be >= 0 and --batch_size, --accum_steps, --log_frequency >= 1")
+        check_count("--max_steps", self.max_steps, 1)  # 0 would mark an untrained stage finished
+        check_count("--batch_size", self.batch_size, 1)
+        check_count("--accum_steps", self.accum_steps, 1)
+        check_count("--log_frequency", self.log_frequency, 1)
+        check_count("--seed", self.seed, 0)
+        check_count("--save_checkpoint_steps", self.save_checkpoint_steps, 0)
+        check_range("--save_checkpoint_secs", self.save_checkpoint_secs, 0.0, math.inf)
         if self.batch_size % self.accum_steps:
             raise UserError(
                 f"--batch_size {self.batch_size} is not divisible by --accum_steps {self.accum_steps} "
@@ -169,6 +175,29 @@ def run_stage(
     on_step: Callable[[int], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
+    """`_run_stage` holding the stage folder's lock (a second run in the same folder is refused, naming
+    the process that holds it); a checkpoint that TensorFlow cannot write names the folder and the cause."""
+    cfg.validate()
+    check_count("--checkpoint_version", version, 0)
+    here = chain.stage_dir(train_dir, version)
+    with RunFolderLock(here, f"stage {version}"):
+        try:
+            return _run_stage(cfg, train_dir, version, train_split, records_dir=records_dir, on_step=on_step, log=log)
+        except (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError) as err:
+            cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise WriteFailed(f"cannot write the checkpoints of stage {version} in {here}: {cause}") from err
+
+
+def _run_stage(
+    cfg: StageConfig,
+    train_dir,
+    version: int,
+    train_split: ArraySplit,
+    *,
+    records_dir=None,
+    on_step: Callable[[int], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Train stage `version` of the chain in `<train_dir>_<version>`; write `<train_dir>_<version+1>`.
 
     Returns a summary dict ({"status": "finished-before"} when the stage was already done). `on_step`
@@ -202,10 +231,10 @@ def run_stage(
     trainer = IstaTrainer(model, strategy, cfg, jit_compile)
     lambdas = ista.penalty_weights(model)
     keeper = tf_train.CheckpointKeeper(here / "train", strategy, model=model, ema=trainer.ema, step=trainer.global_step)
-    resumed = keeper.restore_latest()
+    resumed = chain.restore_for_resume(keeper, log)  # a damaged newest checkpoint: the one before
     step = int(trainer.global_step.numpy())
     chief = tf_train.is_chief(strategy)  # under multi-worker training only the chief writes files
-    if chief and not (here / "stage.json").is_file():
+    if chief and not resumed:  # (re)started: these settings and data define the stage from now on
         chain.write_json(
             here / "stage.json",
             {"settings": settings, "data": data_identity, "arch": arch, "version": version},
@@ -324,7 +353,9 @@ def run_stage(
     chain.write_json(here / "record.json", record)
     if records_dir:
         write_record(record, records_dir)
-    chain.write_json(here / "finished.json", {"settings": settings, "result": summary, "next": str(nxt)})
+    chain.write_json(
+        here / "finished.json", {"settings": settings, "data": data_identity, "result": summary, "next": str(nxt)}
+    )
     if pruned and pruned.forced:
         log(
             f"note: every gamma of {', '.join(pruned.forced)} is zero; kept the channel with the "
@@ -382,6 +413,10 @@ def record_variant(settings: dict, stage: int) -> dict:
         "fold": settings["fold"],
         "alpha": float(settings["alpha"]),
         "l1_penalty": float(settings["l1_penalty"]),
+        # settings a run may change away from the README's (the reported rows name the README's values)
+        "bn_decay": float(settings.get("bn_decay", BN_DECAY)),
+        "precision": settings.get("precision", "float32"),
+        "accum_steps": int(settings.get("accum_steps", 1)),
     }
 
 

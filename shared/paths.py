@@ -96,10 +96,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def check_writable(folder: str | os.PathLike, what: str = "") -> Path:
-    """Create `folder` if needed and prove that a file can be written in it (before long work whose
-    result would be lost); WriteFailed naming the folder and the cause otherwise."""
-    folder = ensure_folder(folder, what)
-    probe = folder / f".write-test{os.getpid()}"
+    """Prove that a file can be written in `folder` (before long work whose result would be lost), or
+    raise WriteFailed naming the folder and the cause. Nothing is created: a folder that does not exist
+    yet is probed in its nearest existing parent (a file there instead of a folder is refused)."""
+    folder = Path(folder)
+    base = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    if not base.is_dir():
+        name = f"{what} folder" if what else "folder"
+        raise WriteFailed(f"cannot create {name} {folder}: {base} is a file, not a folder")
+    probe = base / f".write-test{os.getpid()}"
     try:
         with open(probe, "wb") as f:
             f.write(b"0")
@@ -167,8 +172,10 @@ class RunFolderLock:
             if same:
                 break
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, _holder_text().encode("utf-8"))
+        holder = _holder_text().encode("utf-8")
+        if os.pread(fd, len(holder) + 1, 0) != holder:  # unchanged when this process held it before
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, holder, 0)
         self._fd = fd
         return self
 
