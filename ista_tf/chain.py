@@ -199,6 +199,10 @@ def check_stage_can_run(train_dir, version: int, settings: dict, data: dict) -> 
             f"stage {version} is already finished ({finished}); its compact model is {nxt}. Nothing to do: "
             f"continue with --checkpoint_version {version + 1}, or remove {here} to train it again."
         )
+    if nxt.exists() and is_own_output(nxt, version, settings, data):
+        # this stage's own compact model, written before a failure (a full disk) stopped the run short of
+        # finished.json: written again from the final checkpoint
+        shutil.rmtree(nxt)
     if nxt.exists():
         raise UserError(
             f"{nxt} already exists but stage {version} in {here} is not finished; refusing to "
@@ -222,6 +226,19 @@ def check_stage_can_run(train_dir, version: int, settings: dict, data: dict) -> 
                 f"use the same settings and data to resume it, or remove {here} to start again"
             )
     return None
+
+
+def is_own_output(folder: Path, version: int, settings: dict, data: dict) -> bool:
+    """Whether the compact model in `folder` was written by stage `version` with these settings and data."""
+    try:
+        last = read_lineage(folder)[-1]
+    except (MalformedError, IndexError, KeyError):
+        return False
+    if not isinstance(last, dict) or last.get("version") != version:
+        return False
+    return not differences(last.get("settings", {}), settings, DEFINING + ("max_steps",)) and not data_differences(
+        last.get("data"), data
+    )
 
 
 def data_differences(recorded: dict | None, requested: dict) -> list[str]:

@@ -26,7 +26,7 @@ from ista_tf.models.layers import BN_DECAY, BatchNorm
 from shared import tf_train
 from shared.data import ArraySplit
 from shared.errors import UserError, WriteFailed, check_count, check_range
-from shared.paths import RunFolderLock
+from shared.paths import RunFolderLock, check_writable
 from shared.results import make_record, write_record
 
 MOVING_AVERAGE_DECAY = 0.999  # cifar10.py MOVING_AVERAGE_DECAY
@@ -180,6 +180,8 @@ def run_stage(
     cfg.validate()
     check_count("--checkpoint_version", version, 0)
     here = chain.stage_dir(train_dir, version)
+    if records_dir:  # the stage's record is written at its end: prove first that it can be
+        check_writable(Path(records_dir) / "ista", "run record")
     with RunFolderLock(here, f"stage {version}"):
         try:
             return _run_stage(cfg, train_dir, version, train_split, records_dir=records_dir, on_step=on_step, log=log)

@@ -201,6 +201,37 @@ def test_full_disk_is_found_before_the_evaluation_runs(run_copy, capsys, monkeyp
     assert snapshot(run_copy) == before
 
 
+def test_unwritable_records_folder_is_found_before_training(tmp_path, capsys, monkeypatch):
+    real_open = open
+
+    def read_only(path, *args, **kwargs):
+        if ".write-test" in str(path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(paths, "open", read_only, raising=False)
+    argv = [*TRAIN, "--train_dir", tmp_path / "tr", "--records", tmp_path / "rec"]
+    code, out, err = run_main(cifar10_train, argv, capsys)
+    assert (
+        code == 2 and f"cannot write run record folder {tmp_path / 'rec' / 'ista'}: the file system is read-only" in err
+    )
+    assert "step" not in out and os.listdir(tmp_path) == []
+
+
+def test_a_stage_stopped_after_writing_its_compact_model_finishes_on_rerun(run_copy, capsys):
+    """A failure between the compact model and finished.json (a full disk): the same command completes
+    the stage from its final checkpoint instead of refusing to overwrite its own output."""
+    for name in ("finished.json", "record.json"):
+        (run_copy / "tr_0" / name).unlink()
+    code, out, err = run_main(cifar10_train, [*TRAIN, "--train_dir", run_copy / "tr"], capsys)
+    assert code == 0, err
+    assert "(step 2)" in out and (run_copy / "tr_0" / "finished.json").is_file()
+    # another stage's output in the same place is still refused
+    (run_copy / "tr_0" / "finished.json").unlink()
+    code, _, err = run_main(cifar10_train, [*TRAIN, "--train_dir", run_copy / "tr", "--max_steps", "3"], capsys)
+    assert code == 2 and f"{run_copy / 'tr_1' / 'compact'} already exists but stage 0" in err
+
+
 def test_checkpoint_write_failure_names_the_stage_folder(tmp_path, capsys, monkeypatch):
     import tensorflow as tf
 
