@@ -228,6 +228,21 @@ def check_stage_can_run(train_dir, version: int, settings: dict, data: dict) -> 
     return None
 
 
+def chief_task() -> bool:
+    """Whether this process is the one that writes results, before a strategy exists: no multi-worker
+    TF_CONFIG, its 'chief' task, or worker 0 of a cluster without a chief (as tf_train.is_chief)."""
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except json.JSONDecodeError:
+        return True  # make_strategy reports the malformed TF_CONFIG
+    task, cluster = config.get("task") or {}, config.get("cluster") or {}
+    if not task:
+        return True
+    if "chief" in cluster:
+        return task.get("type") == "chief"
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
+
+
 def is_own_output(folder: Path, version: int, settings: dict, data: dict) -> bool:
     """Whether the compact model in `folder` was written by stage `version` with these settings and data."""
     try:

@@ -9,6 +9,7 @@ and write the compact model, rebuilt from the averaged weights, as the next vers
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import math
@@ -182,7 +183,9 @@ def run_stage(
     here = chain.stage_dir(train_dir, version)
     if records_dir:  # the stage's record is written at its end: prove first that it can be
         check_writable(Path(records_dir) / "ista", "run record")
-    with RunFolderLock(here, f"stage {version}"):
+    # under multi-worker training only the chief writes in the folder, so only it holds the lock
+    lock = RunFolderLock(here, f"stage {version}") if chain.chief_task() else contextlib.nullcontext()
+    with lock:
         try:
             return _run_stage(cfg, train_dir, version, train_split, records_dir=records_dir, on_step=on_step, log=log)
         except (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError) as err:

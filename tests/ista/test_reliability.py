@@ -289,6 +289,26 @@ def test_a_stage_file_without_checkpoints_binds_nothing(tmp_path):
     assert chain.check_stage_can_run(tmp_path / "tr", 0, {"model": "cnn4", "learning_rate": 0.1}, {}) is None
 
 
+@pytest.mark.parametrize(
+    "tf_config, chief",
+    [
+        (None, True),
+        ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}, True),
+        ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}, False),
+        ({"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}, False),
+        ({"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}, True),
+    ],
+)
+def test_only_the_chief_task_locks_the_folder(monkeypatch, tf_config, chief):
+    import json
+
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    assert chain.chief_task() is chief
+
+
 def test_busy_run_folder_names_the_holding_process(run_copy, capsys):
     unfinish(run_copy)
     before = snapshot(run_copy)
