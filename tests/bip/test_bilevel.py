@@ -197,3 +197,28 @@ def test_base_step_in_prune_mode_moves_only_scores_and_bn_and_through_the_alias_
     assert m.conv.weight.grad is None  # frozen from the start: never a gradient, never decayed
     assert torch.equal(m.fc.bias.detach(), fb)
     assert not torch.equal(m.conv.weight.detach(), before)  # the score step wrote into the weights
+
+
+def test_accelerate_is_a_plain_score_step_then_a_weight_step():
+    m = tiny()
+    L.alias_scores_to_weights(m)
+    opt, mopt = Torch1SGD(m.parameters(), LR, MOM, WD), Torch1SGD(m.parameters(), MLR, MOM, WD)
+    lower, upper = batches(10), batches(20)
+    tc, tf, fb, bw_, bb = (t.detach().clone() for t in model_state(m))
+    m.train()
+    bilevel_step(m, opt, mopt, lower, upper, Backward(DistContext()), LR2, accelerate=True)
+    bufs = {}
+    # score step on the upper batch (no IG); the frozen weights have no gradient yet: untouched
+    gwc, gwf, gfb, gbw, gbb, mc, mf = grads((tc, tf, fb, bw_, bb), upper)
+    tc = upd(tc, tc.abs() * gwc, "m.conv.s", bufs, MLR)
+    bw_, bb = upd(bw_, gbw, "m.bn.w", bufs, MLR), upd(bb, gbb, "m.bn.b", bufs, MLR)
+    tf = upd(tf, tf.abs() * gwf, "m.fc.s", bufs, MLR)
+    # weight step on the lower batch; the scores now hold zero gradients: decayed
+    gwc, gwf, gfb, gbw, gbb, mc, mf = grads((tc, tf, fb, bw_, bb), lower)
+    tc = upd(upd(tc, mc * gwc, "o.conv.w", bufs, LR), torch.zeros_like(tc), "o.conv.s", bufs, LR)
+    bw_, bb = upd(bw_, gbw, "o.bn.w", bufs, LR), upd(bb, gbb, "o.bn.b", bufs, LR)
+    tf = upd(tf, mf * gwf, "o.fc.w", bufs, LR)
+    fb = upd(fb, gfb, "o.fc.b", bufs, LR)
+    tf = upd(tf, torch.zeros_like(tf), "o.fc.s", bufs, LR)
+    for got, want in zip(model_state(m), (tc, tf, fb, bw_, bb)):
+        assert torch.allclose(got.detach(), want, atol=2e-6, rtol=0), (got - want).abs().max()
