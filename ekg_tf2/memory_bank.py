@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ekg_tf2 import data
-from ekg_tf2.search import DistributedForward, EKGSearch
+from ekg_tf2.search import EKGSearch
 from shared.errors import UserError
 
 NUM_TEACHER = 5
@@ -59,7 +59,7 @@ def build_memory_bank(
     """Write the teachers' logits on `images` (uint8, dataset order) to `path` (.npy, memory-mapped)."""
     path = Path(path)
     model = search.model
-    forward = DistributedForward(model, search.strategy)
+    forward = search.forward  # the search's compiled passes: no second tracing
     n, k = len(images), len(teachers)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     path.parent.mkdir(parents=True, exist_ok=True)

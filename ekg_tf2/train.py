@@ -273,26 +273,6 @@ def _eval_fn(model, training: bool):
 # ----------------------------------------------------------------------------------------------------
 
 
-class MetricsLog:
-    """metrics.jsonl beside TensorBoard scalars (the original's summaries: loss, accuracy, lr)."""
-
-    def __init__(self, folder: Path, enabled: bool = True):
-        self.enabled = enabled
-        self.path = folder / "metrics.jsonl"
-        self.writer = tf.summary.create_file_writer(str(folder / "tensorboard")) if enabled else None
-
-    def write(self, step: int, values: dict) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"step": int(step), **values}) + "\n")
-        with self.writer.as_default():
-            for k, v in values.items():
-                if isinstance(v, (int, float)):
-                    tf.summary.scalar(k, v, step=step)
-        self.writer.flush()
-
-
 def run_finetune(
     cfg: FinetuneConfig,
     arch: str,
@@ -341,7 +321,8 @@ def run_finetune(
     )
     resumed = keeper.restore_latest()
     step = int(tuner.global_step.numpy())
-    metrics = MetricsLog(train_path, chief)
+    # the original's summaries (loss, lr, test accuracy) as TensorBoard scalars beside metrics.jsonl
+    metrics = tf_train.MetricsWriter(train_path, enabled=chief, events_dir=train_path / "tensorboard")
     from ekg_tf2.flops import count
 
     counts = count(model)
@@ -372,11 +353,12 @@ def run_finetune(
                 f"epoch {(step - 1) // spe + 1}: step {step}/{total}, train loss {last['loss']:.4f}, "
                 f"lr {lr:g}, test top-1 {ev['top1']:.2f} % ({time.time() - t0:.0f} s)"
             )
-            metrics.write(step, {"train_loss": last["loss"], "learning_rate": lr, "test_acc": ev["top1"]})
+            metrics.scalars(step, {"train_loss": last["loss"], "learning_rate": lr, "test_acc": ev["top1"]})
             if chief:
                 params.write_params(train_path / "trained_params.pkl", params.model_params(model))
             keeper.save(step)
     keeper.close()
+    metrics.close()
     if ev is None:
         ev = evaluate(model, test_split.images, test_split.labels, dataset, "moving-average", cfg.val_batch_size)
     result = {

@@ -104,6 +104,10 @@ def test_resume_after_interruption_gives_the_uninterrupted_run(tmp_path, digits_
     cfg = FinetuneConfig(epochs=2, steps_per_epoch=2, batch_size=8, xla="off", distribute="default")
     quiet = lambda s: None  # noqa: E731
     run_finetune(cfg, "ResNet-8", "CIFAR10", src, tmp_path / "a", train, test, log=quiet)
+    # one metrics.jsonl line and TensorBoard scalars per epoch (train loss, lr, test accuracy)
+    lines = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [2, 4] and {"train_loss", "learning_rate", "test_acc"} <= set(lines[0])
+    assert list((tmp_path / "a" / "tensorboard").glob("events.out.tfevents.*"))
 
     class Stop(Exception):
         pass
