@@ -1,0 +1,44 @@
+"""scripts/ekg: DRY_RUN prints the original commands with the README flags; both scripts are wired to
+the results check and to SMOKE sizes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _dry(script: str, **env) -> list[str]:
+    out = subprocess.run(
+        ["bash", f"scripts/ekg/{script}"],
+        cwd=REPO,
+        env={**os.environ, "DRY_RUN": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    return [line[2:] for line in out.splitlines() if line.startswith("+ ")]
+
+
+def test_ablation_script_runs_the_readme_command_per_seed_and_both_variants():
+    cmds = _dry("cifar_ablation.sh", SEEDS="0 1")
+    search = [c for c in cmds if "ekg_tf2.train_cifar" in c]
+    kd = [c for c in cmds if "ekg_tf2.train " in c + " "]
+    assert len(search) == 2 * 2  # 2 seeds x CIFAR10/CIFAR100
+    assert all("--arch ResNet-56" in c and "--search_target_rate 0.45" in c for c in search)
+    assert len(kd) == 4 and all("--Knowledge" in c and "slimmed_params.pkl" in c for c in kd)
+    assert not any("--Knowledge" in c for c in search)  # the README default: no memory-bank KD
+    assert cmds[-1].endswith("shared.results check --records results/records --paper ekg --only-run")
+
+
+def test_smoke_sizes_and_the_imagenet_plan():
+    cmds = _dry("cifar_ablation.sh", SMOKE="1")
+    assert len([c for c in cmds if "train_cifar" in c]) == 1 and "--max_steps 2" in cmds[0]
+    plan = _dry("imagenet_resnet50.sh")
+    assert len(plan) == 2 and all("--arch ResNet-50 --dataset ILSVRC" in c for c in plan)
+    assert {"--search_target_rate 0.55", "--search_target_rate 0.45"} <= {
+        c.split(" --train_path")[0][-26:] for c in plan
+    }
