@@ -19,7 +19,7 @@ import time
 from shared.errors import UserError, check_range
 
 # (resnet_size, lrn_rate_init, batch_size_norm, loss_w_dcy, nb_epochs, lr epochs, batch_size) per dataset
-MODEL_HELPERS = {
+MODEL_DEFAULTS = {
     "cifar10": dict(
         resnet_size=20,
         batch_size=128,
@@ -63,7 +63,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 
 def build_parser(dataset: str) -> argparse.ArgumentParser:
-    h = MODEL_HELPERS[dataset]
+    h = MODEL_DEFAULTS[dataset]
     prog = f"python -m dcp_tf.resnet_at_{dataset}_run"
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
 
@@ -153,7 +153,7 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
     )
     g.add_argument("--dcp_save_every_picks", type=int, default=1, help="checkpoint after every N channel additions")
 
-    g = p.add_argument_group(f"model helper flags (nets/resnet_at_{dataset}.py)")
+    g = p.add_argument_group(f"ModelHelper flags (nets/resnet_at_{dataset}.py)")
     g.add_argument("--resnet_size", type=int, default=h["resnet_size"], help="ResNet depth")
     g.add_argument(
         "--resnet_def",

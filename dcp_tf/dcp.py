@@ -138,7 +138,7 @@ class DcpConfig:
     nb_iters_block: int = 10000
     nb_iters_layer: int = 500
     batch_size: int = 128  # per replica, as PocketFlow's per-GPU batch
-    # final fine-tuning (PocketFlow: the model helper's schedule)
+    # final fine-tuning (PocketFlow: the ModelHelper's schedule)
     lrn_rate_init: float = 0.1
     batch_size_norm: int = 128
     momentum: float = 0.9
@@ -650,7 +650,7 @@ class DcpLearner:
         self._scalars(pr.picks, {"kept": len(pr.chosen), "c_in": conv.c_in}, phase="select", layer=conv.label)
 
     def final_schedule(self) -> tuple[int, Callable[[int], float]]:
-        """(iterations, lr(step)) of the final fine-tuning: PocketFlow's model-helper schedule (lr 0.1 x
+        """(iterations, lr(step)) of the final fine-tuning: PocketFlow's ModelHelper schedule (lr 0.1 x
         global batch / 128, x0.1 at epochs 100/150/200 of 250, all scaled by nb_epochs_rat) or the
         paper's (lr 0.1, x0.1 at 160 / 240 of 400)."""
         cfg = self.cfg

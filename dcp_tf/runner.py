@@ -34,7 +34,7 @@ def load_splits(args, dataset: str):
 
 
 def dcp_config(args, dataset: str) -> dcp.DcpConfig:
-    h = cli.MODEL_HELPERS[dataset]
+    h = cli.MODEL_DEFAULTS[dataset]
     return dcp.DcpConfig(
         variant=args.dcp_variant,
         prune_ratio=args.dcp_prune_ratio,
@@ -69,7 +69,7 @@ def dcp_config(args, dataset: str) -> dcp.DcpConfig:
 
 
 def full_prec_config(args, dataset: str, fam: str) -> train.FullPrecConfig:
-    h = cli.MODEL_HELPERS[dataset]
+    h = cli.MODEL_DEFAULTS[dataset]
     return train.FullPrecConfig(
         family=fam,
         dataset=dataset,

@@ -4,8 +4,8 @@
 #      baseline 400 epochs (lr 0.1, /10 at 160/240), 3 aux losses (pivots after blocks 7/14/21),
 #      100 epochs of stage fine-tuning per stage, selection over the whole training set, 400 epochs of
 #      final fine-tuning. Paper: baseline error 6.20 %, DCP +0.31 (6.51 %), 1.99x fewer FLOPs.
-#   2. PocketFlow's default on its ResNet-20 at 0.5 (variant `pocketflow`): baseline with the model
-#      helper's 250-epoch schedule, then dis-chn-pruned with every PocketFlow default. The only public
+#   2. PocketFlow's default on its ResNet-20 at 0.5 (variant `pocketflow`): baseline with the ModelHelper's
+#      250-epoch schedule, then dis-chn-pruned with every PocketFlow default. The only public
 #      number: a user's 90.68 % vs 92.01 % baseline (PocketFlow issue #189), unofficial.
 # Cost: days on one GPU (PocketFlow's selection is 344 additions x 500 Adam steps on ResNet-20; the
 # paper's is 504 additions x one pass over the training set on ResNet-56).
@@ -38,7 +38,7 @@ else
   RECORDS=${RECORDS:-results/records}
   SIZE_PAPER=56; SIZE_PF=20; STAGES_PAPER=3; STAGES_PF=3
   base_extra=()
-  # the paper's baseline: 400 epochs, wd 1e-4; nb_epochs_rat 1.6 turns the model helper's 250 epochs
+  # the paper's baseline: 400 epochs, wd 1e-4; nb_epochs_rat 1.6 turns the ModelHelper's 250 epochs
   # (/10 at 100, 150, 200) into 400 (/10 at 160, 240, 320)
   paper_base_extra=(--nb_epochs_rat 1.6 --loss_w_dcy 1e-4)
   paper_extra=()
