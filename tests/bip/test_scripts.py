@@ -25,15 +25,24 @@ def _plan(script, **env):
 
 
 def test_table1_plan():
-    plan = _plan("table1.sh", DATA_DIR="/data")
+    columns = "CIFAR100:resnet20s CIFAR10:vgg16_bn"  # two of the six default columns keep the test short
+    plan = _plan("table1.sh", DATA_DIR="/data", COLUMNS=columns)
     train = [c for c in plan if "bip_torch.train" in c]
-    # 3 seeds x 6 columns x (pretrain + 12 k x (BiP + HYDRA prune + finetune + OMP) + one IMP run)
-    assert len(train) == 3 * 6 * (1 + 12 * 4 + 1)
+    # 3 seeds x 2 columns x (pretrain + 12 k x (BiP + HYDRA prune + finetune + OMP) + one IMP run)
+    assert len(train) == 3 * 2 * (1 + 12 * 4 + 1)
     assert any("configs/CIFAR100/bip.yml" in c and "--arch resnet20s" in c and "--k 0.0687" in c for c in plan)
     assert any("--baseline imp" in c and "--k 0.0687" in c and "--arch vgg16_bn" in c for c in plan)
     assert all("--data-dir /data" in c for c in train)
     assert {c.split("--seed ")[1].split()[0] for c in train} == {"1", "2", "3"}
     assert plan[-1].endswith("shared.results check --paper bip --records results/records --only-run")
+
+
+def test_table1_default_columns():
+    out = subprocess.run(["grep", "-o", "COLUMNS:-CIFAR10[^}]*", str(REPO / "scripts/bip/table1.sh")],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    full = out.strip().splitlines()[-1].removeprefix("COLUMNS:-").split()  # the non-smoke default
+    assert full == ["CIFAR10:resnet18", "CIFAR10:resnet20s", "CIFAR10:resnet56s", "CIFAR10:vgg16_bn",
+                    "CIFAR100:resnet18", "CIFAR100:resnet20s"]  # fmt: skip
 
 
 def test_fig4_plan_is_filter_wise():
