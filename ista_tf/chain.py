@@ -25,8 +25,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from shared.errors import MalformedError, UserError
-from shared.paths import atomic_write_text
+from shared.errors import MalformedError, UserError, WriteFailed
+from shared.paths import atomic_write_text, ensure_folder, write_failure
 
 # Settings that define a stage: a resume must use the same, and a finished stage is "the same run" only
 # if these match (plus max_steps, which a resume may change to train longer).
@@ -152,14 +152,24 @@ def restore_for_resume(keeper, log) -> str | None:
 def write_compact(model, folder: Path, lineage: list[dict]) -> None:
     """Write arch.json, the model checkpoint and lineage.json into a temporary folder, then rename it to
     `folder` (which must not exist)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(folder.parent, "stage")
     tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    tf.train.Checkpoint(model=model).write(str(tmp / "model"))
-    write_json(tmp / "arch.json", model.arch)
-    write_json(tmp / "lineage.json", lineage)
-    os.replace(tmp, folder)
+    try:
+        tmp.mkdir()
+        tf.train.Checkpoint(model=model).write(str(tmp / "model"))
+        write_json(tmp / "arch.json", model.arch)
+        write_json(tmp / "lineage.json", lineage)
+        os.replace(tmp, folder)
+    except OSError as err:  # a full disk, a read-only folder: nothing half-written stays behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_failure(folder, err, "the compact model") from err
+    except (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise WriteFailed(f"cannot write the compact model {folder}: {first_line(err)}") from err
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def read_lineage(folder: Path) -> list[dict]:

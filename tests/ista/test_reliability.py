@@ -232,6 +232,20 @@ def test_a_stage_stopped_after_writing_its_compact_model_finishes_on_rerun(run_c
     assert code == 2 and f"{run_copy / 'tr_1' / 'compact'} already exists but stage 0" in err
 
 
+def test_compact_model_write_failure_leaves_no_partial_folder(tmp_path, monkeypatch):
+    from ista_tf.models import build_model, full_arch
+
+    model = build_model(full_arch("cnn4"))
+
+    def no_space(path, obj):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(chain, "write_json", no_space)
+    with pytest.raises(chain.WriteFailed, match=rf"cannot write the compact model {tmp_path / 'tr_1' / 'compact'}: no"):
+        chain.write_compact(model, tmp_path / "tr_1" / "compact", [])
+    assert os.listdir(tmp_path / "tr_1") == []  # the temporary folder is gone
+
+
 def test_checkpoint_write_failure_names_the_stage_folder(tmp_path, capsys, monkeypatch):
     import tensorflow as tf
 
