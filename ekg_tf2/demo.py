@@ -61,11 +61,11 @@ def main(argv=None) -> int:
         common += ["--data_dir", str(data_root(args.data_dir))]
     records = ["--records", args.records] if args.records else []
     if have_data and authors is not None and authors.is_file():
-        arch, dataset, start, target = "ResNet-56", "CIFAR10", authors, 0.95
+        arch, dataset, start, target, steps = "ResNet-56", "CIFAR10", authors, 0.95, 5
         search = ["--val_per_class", "2", "--subset_per_class", "2", "--search_batch_size", "20"]
         print(f"EKG demo: the authors' ResNet-56 ({authors}) on CIFAR-10, search to {target:.0%} of its FLOPs")
     else:
-        arch, dataset, target = "ResNet-8", "CIFAR10" if have_data else "digits", 0.6
+        arch, dataset, target, steps = "ResNet-8", "CIFAR10" if have_data else "digits", 0.6, 20
         search = ["--val_per_class", "8", "--subset_per_class", "16", "--search_batch_size", "80"]
         print(f"EKG demo: ResNet-8 pre-trained here on {dataset}, search to {target:.0%} of its FLOPs")
         start = out / "pretrain" / "init_params.pkl"
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
             params.write_params(start, params.model_params(ResNet(arch, 10, seed=0)))
         pre = train.build_parser().parse_args(
             ["--arch", arch, "--dataset", dataset, "--trained_param", str(start), "--train_path", str(out / "pretrain")]
-            + ["--train_epoch", "4", "--steps_per_epoch", "60", "--batch_size", "32", "--learning_rate", "0.05"]
+            + ["--train_epoch", "4", "--steps_per_epoch", "60", "--batch_size", "32", "--learning_rate", "0.1"]
             + common
         )
         train.run(pre, log=quiet)
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
             base
             + ["--trained_param", str(out / "search" / "slimmed_params.pkl")]
             + ["--train_path", str(out / ("finetune_kd" if knowledge else "finetune"))]
-            + ["--train_epoch", "1", "--max_steps", "20", "--batch_size", "32", "--learning_rate", "0.01"]
+            + ["--train_epoch", "1", "--max_steps", str(steps), "--batch_size", "32", "--learning_rate", "0.01"]
             + (["--Knowledge"] if knowledge else [])
         )
         r = train.run(f_args, log=quiet)
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     )
     print(
         f"test top-1 on {len(test_split)} images: dense {before:.2f} %, pruned before fine-tuning "
-        f"{s['test_top1_moving_average']:.2f} %, " + ", ".join(f"after 20 steps {n}: {a:.2f} %" for n, a in rows)
+        f"{s['test_top1_moving_average']:.2f} %, " + ", ".join(f"after {steps} steps {n}: {a:.2f} %" for n, a in rows)
     )
     print(
         f"speed, batch 128, tf.function on CPU: dense {1e3 * t_dense:.1f} ms, slimmed {1e3 * t_slim:.1f} ms "
