@@ -213,7 +213,12 @@ def test_run_folder_lock_under_a_file(tmp_path):
 
 
 def test_check_writable_names_the_folder_and_the_cause(tmp_path, monkeypatch):
-    assert paths.check_writable(tmp_path / "out") == tmp_path / "out" and os.listdir(tmp_path / "out") == []
+    assert paths.check_writable(tmp_path / "out" / "ista") == tmp_path / "out" / "ista"
+    assert os.listdir(tmp_path) == []  # probed in the nearest existing parent, nothing created
+    (tmp_path / "out").mkdir()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(WriteFailed, match=rf"{tmp_path / 'file'} is a file, not a folder"):
+        paths.check_writable(tmp_path / "file" / "ista")
     real_open = open
 
     def full_disk(path, *args, **kwargs):
