@@ -21,3 +21,9 @@ def digits_test():
     from shared.data import load_image_classification
 
     return load_image_classification("digits", "test")
+
+
+@pytest.fixture(autouse=True)
+def _run_in_tmp(tmp_path, monkeypatch):
+    """PocketFlow's default folders (./models, ./logs) are relative: keep them out of the checkout."""
+    monkeypatch.chdir(tmp_path)

@@ -94,6 +94,10 @@ def test_chain_writes_each_version_and_prunes_exact_zeros(chain, capsys):
         "fold": "paper",
         "alpha": 1.0,
         "l1_penalty": 1.2,
+        # the settings a README row requires (defaults here)
+        "bn_decay": 0.999,
+        "precision": "float32",
+        "accum_steps": 1,
     }
     assert by_stage["v1"]["metrics"]["channels_removed"] > 0
     assert by_stage["v1"]["metrics"]["params"] < 281_304
