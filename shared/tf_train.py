@@ -26,7 +26,6 @@ replicas; a regularisation term is divided by the number of replicas for the sam
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import shutil
@@ -34,12 +33,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TF loads its C++ runtime: no info logs
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+
+from shared.metrics_log import MetricsLog
 
 # ----------------------------------------------------------------------------------------------------
 # Devices and strategies
@@ -439,67 +439,17 @@ class SaveTrigger:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _json_number(value):
-    """A float for JSON: non-finite values become null (JSON has no NaN); other types pass through."""
-    if isinstance(value, (bool, str)) or value is None:
-        return value
-    value = float(value)
-    return value if math.isfinite(value) else None
+class MetricsWriter(MetricsLog):
+    """`metrics.jsonl` and TensorBoard event files side by side (`shared.metrics_log.MetricsLog`; the same
+    interface as `shared.torch_train.MetricsWriter`), the events through tf.summary. Only the chief
+    writes: pass `enabled=is_chief(strategy)`."""
 
+    def _open_events(self):
+        return tf.summary.create_file_writer(os.fspath(self.events_dir))
 
-class MetricsWriter:
-    """`metrics.jsonl` and TensorBoard event files side by side (the same interface as
-    `shared.torch_train.MetricsWriter`).
-
-    `scalars(step, {name: value}, **fields)` appends one JSON line {"step": step, **fields, **values}
-    (non-finite values as null) and writes each value as a TensorBoard scalar `name` at `step`
-    (tf.summary). Only the chief writes: pass `enabled=is_chief(strategy)`. Files: `jsonl_path`
-    (default <run_dir>/metrics.jsonl) and the event files in `events_dir` (default run_dir), so that
-    `tensorboard --logdir runs/` shows every run folder as one run."""
-
-    def __init__(
-        self,
-        run_dir: str | os.PathLike,
-        *,
-        enabled: bool = True,
-        jsonl_path: str | os.PathLike | None = None,
-        events_dir: str | os.PathLike | None = None,
-    ):
-        self.enabled = bool(enabled)
-        self.run_dir = Path(run_dir)
-        self.jsonl_path = Path(jsonl_path) if jsonl_path else self.run_dir / "metrics.jsonl"
-        self.events_dir = Path(events_dir) if events_dir else self.run_dir
-        self._writer = None
-        if self.enabled:
-            self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
-            self.events_dir.mkdir(parents=True, exist_ok=True)
-            self._writer = tf.summary.create_file_writer(os.fspath(self.events_dir))
-
-    def scalars(self, step: int, values: dict, **fields) -> None:
-        if not self.enabled:
-            return
-        row = {"step": int(step), **fields, **{k: _json_number(v) for k, v in values.items()}}
-        with open(self.jsonl_path, "a") as f:
-            f.write(json.dumps(row, allow_nan=False) + "\n")
+    def _add_scalar(self, name: str, value: float, step: int) -> None:
         with self._writer.as_default():
-            for name, value in values.items():
-                tf.summary.scalar(name, float(value), step=int(step))
-
-    def flush(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        self.enabled = False
-
-    def __enter__(self) -> MetricsWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+            tf.summary.scalar(name, value, step=step)
 
 
 # ----------------------------------------------------------------------------------------------------

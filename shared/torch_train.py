@@ -18,8 +18,6 @@ Imported only by torch subprojects: everything else in `shared` stays framework-
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 import random
 import sys
@@ -34,6 +32,7 @@ import torch.distributed as dist
 from torch import nn
 
 from shared.errors import UserError
+from shared.metrics_log import MetricsLog
 
 # ----------------------------------------------------------------------------------------------------
 # Devices and distribution
@@ -305,14 +304,6 @@ def progress(total: int, desc: str = "", enabled: bool = True):
 # ----------------------------------------------------------------------------------------------------
 
 
-def _json_number(value):
-    """A float for JSON: non-finite values become null (JSON has no NaN); other types pass through."""
-    if isinstance(value, (bool, str)) or value is None:
-        return value
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def use_tensorboard_without_tensorflow() -> None:
     """Make the tensorboard package use its own TensorFlow stub instead of importing TensorFlow (which
     aborts in a process that holds torch: both link LLVM). tensorboard falls back to the stub when
@@ -321,61 +312,20 @@ def use_tensorboard_without_tensorflow() -> None:
         sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
 
 
-class MetricsWriter:
-    """`metrics.jsonl` and TensorBoard event files side by side (the same interface as
-    `shared.tf_train.MetricsWriter`).
+class MetricsWriter(MetricsLog):
+    """`metrics.jsonl` and TensorBoard event files side by side (`shared.metrics_log.MetricsLog`; the same
+    interface as `shared.tf_train.MetricsWriter`), the events through torch.utils.tensorboard. Only rank 0
+    writes: pass `enabled=ctx.is_main`. Without the tensorboard package only metrics.jsonl is written,
+    with one note on stderr."""
 
-    `scalars(step, {name: value}, **fields)` appends one JSON line {"step": step, **fields, **values}
-    (non-finite values as null) and writes each value as a TensorBoard scalar `name` at `step`
-    (torch.utils.tensorboard). Only rank 0 writes: pass `enabled=ctx.is_main`. Files: `jsonl_path`
-    (default <run_dir>/metrics.jsonl) and the event files in `events_dir` (default run_dir). Without
-    the tensorboard package only metrics.jsonl is written, with one note on stderr."""
+    def _open_events(self):
+        use_tensorboard_without_tensorflow()
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as err:
+            print(f"note: no TensorBoard events ({err}); writing {self.jsonl_path} only", file=sys.stderr)
+            return None
+        return SummaryWriter(log_dir=os.fspath(self.events_dir))
 
-    def __init__(
-        self,
-        run_dir: str | os.PathLike,
-        *,
-        enabled: bool = True,
-        jsonl_path: str | os.PathLike | None = None,
-        events_dir: str | os.PathLike | None = None,
-    ):
-        self.enabled = bool(enabled)
-        self.run_dir = Path(run_dir)
-        self.jsonl_path = Path(jsonl_path) if jsonl_path else self.run_dir / "metrics.jsonl"
-        self.events_dir = Path(events_dir) if events_dir else self.run_dir
-        self._writer = None
-        if self.enabled:
-            self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
-            use_tensorboard_without_tensorflow()
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as err:
-                print(f"note: no TensorBoard events ({err}); writing {self.jsonl_path} only", file=sys.stderr)
-            else:
-                self._writer = SummaryWriter(log_dir=os.fspath(self.events_dir))
-
-    def scalars(self, step: int, values: dict, **fields) -> None:
-        if not self.enabled:
-            return
-        row = {"step": int(step), **fields, **{k: _json_number(v) for k, v in values.items()}}
-        with open(self.jsonl_path, "a") as f:
-            f.write(json.dumps(row, allow_nan=False) + "\n")
-        if self._writer is not None:
-            for name, value in values.items():
-                self._writer.add_scalar(name, float(value), global_step=int(step))
-
-    def flush(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        self.enabled = False
-
-    def __enter__(self) -> MetricsWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def _add_scalar(self, name: str, value: float, step: int) -> None:
+        self._writer.add_scalar(name, value, global_step=step)

@@ -16,6 +16,8 @@ MODULES = [
     "shared.safe_pickle",
     "shared.paths",
     "shared.errors",
+    "shared.bench",
+    "shared.metrics_log",
     "shared.results",
     "shared.results.check",
     "shared.results.tables",
