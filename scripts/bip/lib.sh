@@ -18,7 +18,7 @@ else
     exit 2
   fi
   OUT=${OUT:-runs/bip}
-  RECORDS=${RECORDS:-results/records}
+  RECORDS=${RECORDS:-$OUT/records}  # RECORDS=results/records files them with the committed ones
   SEEDS=${SEEDS:-1 2 3}
   data=(--data-dir "${DATA_DIR:-DATA_DIR}")
   small=()

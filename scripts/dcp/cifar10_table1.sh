@@ -10,7 +10,7 @@
 # Cost: days on one GPU (PocketFlow's selection is 344 additions x 500 Adam steps on ResNet-20; the
 # paper's is 504 additions x one pass over the training set on ResNet-56).
 #
-#   DATA_DIR=/path/to/cifar bash scripts/dcp/cifar10_table1.sh     # records in results/records
+#   DATA_DIR=/path/to/cifar bash scripts/dcp/cifar10_table1.sh     # records in $OUT/records (RECORDS=results/records: committed)
 #   SMOKE=1 bash scripts/dcp/cifar10_table1.sh                      # ResNet-8, tiny counts, DATA_DIR or digits
 #   DRY_RUN=1 bash scripts/dcp/cifar10_table1.sh                    # print the commands only
 # Every step resumes when interrupted; a finished model is never retrained or overwritten.
@@ -35,7 +35,7 @@ else
     exit 2
   fi
   OUT=${OUT:-runs/dcp/table1}
-  RECORDS=${RECORDS:-results/records}
+  RECORDS=${RECORDS:-$OUT/records}  # RECORDS=results/records files them with the committed ones
   SIZE_PAPER=56; SIZE_PF=20; STAGES_PAPER=3; STAGES_PF=3
   base_extra=()
   # the paper's baseline: 400 epochs, wd 1e-4; nb_epochs_rat 1.6 turns the ModelHelper's 250 epochs

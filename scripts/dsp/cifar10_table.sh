@@ -9,7 +9,8 @@
 # P.FLOPS rounded down: the cycles re-prune 0.1 points above the best each time), lambda for ResNet-20 g=3 (2e-3, as g=2/4) and ResNet-56
 # g=2/3 (5e-4, as g=4).
 # Cost per seed on one GPU: ResNet-20 about 5 h, ResNet-56 about 12 h (group learning runs two
-# forward/backward passes per step). Full runs write records to results/records.
+# forward/backward passes per step). Full runs write records to $OUT/records (RECORDS=results/records to
+# file them with the committed ones).
 #
 #   DATA_DIR=/path/to/cifar bash scripts/dsp/cifar10_table.sh          # everything (SEEDS="0 1 2 3 4")
 #   DEPTHS=20 GROUPS_LIST="4" SEEDS=0 DATA_DIR=... bash scripts/dsp/cifar10_table.sh
@@ -39,7 +40,7 @@ else
   fi
   DEPTHS=${DEPTHS:-20 56}; GROUPS_LIST=${GROUPS_LIST:-4 3 2}; SEEDS=${SEEDS:-0 1 2 3 4}
   OUT=${OUT:-runs/dsp/cifar10}
-  RECORDS=${RECORDS:-results/records}
+  RECORDS=${RECORDS:-$OUT/records}  # RECORDS=results/records files them with the committed ones
   EPOCHS=(164 120 400)
   extra=()
   fin_extra=()

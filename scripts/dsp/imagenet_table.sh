@@ -46,7 +46,7 @@ else
   TRAIN=${TRAIN:-TRAIN}; VAL=${VAL:-VAL}
   ARCHS=${ARCHS:-resnet18 resnet50}
   OUT=${OUT:-runs/dsp/imagenet}
-  RECORDS=${RECORDS:-results/records}
+  RECORDS=${RECORDS:-$OUT/records}  # RECORDS=results/records files them with the committed ones
   EPOCHS=(30 90)
   extra=()
   fin_extra=()

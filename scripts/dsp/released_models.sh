@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # DSP: evaluate the authors' six released CIFAR-10 models (accuracy on DATA_DIR's test set, README
-# P.FLOPS / P.PARAMS recounted) and write released-model run records (default results/records).
+# P.FLOPS / P.PARAMS recounted) and write released-model run records (default runs/dsp/released/records; RECORDS=results/records
+# updates the committed ones).
 #   DATA_DIR=... CKPT_DIR=.../checkpoints bash scripts/dsp/released_models.sh
 set -euo pipefail
 # shellcheck source=../common.sh
 source "$(dirname "$0")/../common.sh"
 CKPT_DIR=${CKPT_DIR:-${PRUNING_CHECKPOINT_DIR:-}}
-RECORDS=${RECORDS:-results/records}
+RECORDS=${RECORDS:-runs/dsp/released/records}  # RECORDS=results/records updates the committed ones
 if [ -z "$DATA_DIR" ] || [ -z "$CKPT_DIR" ]; then
   echo "error: set DATA_DIR (CIFAR-10) and CKPT_DIR (folder with dsp/resnet{20,56}_g{2,3,4}.pt)" >&2
   exit 2

@@ -27,7 +27,7 @@ if [ "$SMOKE" = 1 ]; then
   extra_ft=(--train_epoch 1 --max_steps 2 --batch_size 16 --train_limit 64 --test_limit 64)
 else
   OUT=${OUT:-runs/ekg/ablation}
-  RECORDS=${RECORDS:-results/records}
+  RECORDS=${RECORDS:-$OUT/records}  # RECORDS=results/records files them with the committed ones
   DATASETS=${DATASETS:-CIFAR10 CIFAR100}
   extra_search=(--search_target_rate 0.45)
   extra_ft=()

@@ -12,7 +12,7 @@
 # Cost: 130k steps x 125 images (~325 epochs); about 1 h on the authors' GPU (0.025 s/step), about
 # 0.25-0.4 s/step on 2 CPU cores (~12 h).
 #
-#   DATA_DIR=/path/to/cifar bash scripts/ista/cifar10_readme.sh     # full chain, records in results/records
+#   DATA_DIR=/path/to/cifar bash scripts/ista/cifar10_readme.sh     # full chain, records beside the train dirs
 #   SMOKE=1 bash scripts/ista/cifar10_readme.sh                     # 40/40/20 steps on DATA_DIR or digits
 #   DRY_RUN=1 bash scripts/ista/cifar10_readme.sh                   # print the commands only
 # A finished stage is not retrained (its command says so and exits 0), so a rerun continues a chain.
@@ -33,7 +33,7 @@ else
     exit 2
   fi
   TRAIN_DIR=${TRAIN_DIR:-runs/ista/readme/cifar10_train}
-  RECORDS=${RECORDS:-results/records}
+  RECORDS=${RECORDS:-$(dirname "$TRAIN_DIR")/records}  # RECORDS=results/records files them with the committed ones
   STEPS=(30000 50000 50000)
   PENALTY_1=0.005
   extra=()

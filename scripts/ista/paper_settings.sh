@@ -40,7 +40,7 @@ else
     exit 2
   fi
   OUT=${OUT:-runs/ista/paper}
-  RECORDS=${RECORDS:-results/records}
+  RECORDS=${RECORDS:-$OUT/records}  # RECORDS=results/records files them with the committed ones
   WARMUP=30000; STEPS=50000
   R_A=0.005; R_B=0.01; C_A=0.001; C_B=0.002
   extra=()

@@ -40,7 +40,9 @@ def test_cifar10_table_plan():
     assert any("cifar_dsp -l 56 " in c and "-g 4 -r 5e-4 --epochs 120" in c for c in plan)
     assert any("cifar_finetune -l 20 " in c and "-g 4 -p 0.63 --epochs 400" in c for c in plan)
     assert all("--data-dir /data" in c for c in plan if "cifar_" in c)
-    assert plan[-1].endswith("shared.results check --paper dsp --records results/records --only-run")
+    assert plan[-1].endswith(
+        "shared.results check --paper dsp --records runs/dsp/cifar10/records --only-run"
+    )  # never the committed records by default
 
 
 def test_imagenet_table_plan():

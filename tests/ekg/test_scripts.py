@@ -31,7 +31,7 @@ def test_ablation_script_runs_the_readme_command_per_seed_and_both_variants():
     assert all("--arch ResNet-56" in c and "--search_target_rate 0.45" in c for c in search)
     assert len(kd) == 4 and all("--Knowledge" in c and "slimmed_params.pkl" in c for c in kd)
     assert not any("--Knowledge" in c for c in search)  # the README default: no memory-bank KD
-    assert cmds[-1].endswith("shared.results check --records results/records --paper ekg --only-run")
+    assert cmds[-1].endswith("shared.results check --records runs/ekg/ablation/records --paper ekg --only-run")
 
 
 def test_smoke_sizes_and_the_imagenet_plan():
