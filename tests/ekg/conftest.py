@@ -5,12 +5,12 @@ start-up and tracing with the other tests)."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.background import BackgroundRun
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -25,25 +25,6 @@ def digits_split():
     return load_image_classification("digits", "train").subset(40), load_image_classification("digits", "test").subset(
         24
     )
-
-
-class BackgroundRun:
-    def __init__(self, args: list[str]):
-        self.out, self.err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
-        self.process = subprocess.Popen(args, cwd=REPO, stdout=self.out, stderr=self.err, text=True)
-
-    def result(self, timeout: float) -> tuple[int, str, str]:
-        code = self.process.wait(timeout=timeout)
-        self.out.seek(0)
-        self.err.seek(0)
-        return code, self.out.read(), self.err.read()
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.out.close()
-        self.err.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -4,12 +4,12 @@ the background."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.background import BackgroundRun
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -32,29 +32,6 @@ def digits_test():
     from shared.data import load_image_classification
 
     return load_image_classification("digits", "test")
-
-
-class BackgroundRun:
-    """A command started now, its output collected into temporary files (no pipe to fill up)."""
-
-    def __init__(self, args: list[str]):
-        self.out = tempfile.TemporaryFile("w+")
-        self.err = tempfile.TemporaryFile("w+")
-        self.process = subprocess.Popen(args, cwd=REPO, stdout=self.out, stderr=self.err, text=True)
-
-    def result(self, timeout: float) -> tuple[int, str, str]:
-        """(exit status, stdout, stderr), waiting at most `timeout` seconds for the end."""
-        returncode = self.process.wait(timeout=timeout)
-        self.out.seek(0)
-        self.err.seek(0)
-        return returncode, self.out.read(), self.err.read()
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.out.close()
-        self.err.close()
 
 
 @pytest.fixture(scope="session", autouse=True)
