@@ -1,12 +1,12 @@
 """The BiP reproduction scripts: valid bash, and the plans they print under DRY_RUN=1 use the original
 train.py commands with the right configs, k grids and seeds."""
 
-import os
 import subprocess
 
 import pytest
 
 from tests.conftest import REPO
+from tests.script_plan import dry_run_plan
 
 SCRIPTS = ["table1.sh", "fig3_unstructured.sh", "fig4_filter.sh", "time_vs_imp.sh", "lib.sh"]
 
@@ -17,11 +17,7 @@ def test_bash_syntax(script):
 
 
 def _plan(script, **env):
-    out = subprocess.run(
-        ["bash", str(REPO / "scripts" / "bip" / script)],
-        cwd=REPO, capture_output=True, text=True, check=True, env={**os.environ, "DRY_RUN": "1", **env},
-    )  # fmt: skip
-    return [line[2:] for line in out.stdout.splitlines() if line.startswith("+ ")]
+    return dry_run_plan(f"scripts/bip/{script}", **env)
 
 
 def test_table1_plan():

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.script_plan import dry_run_plan
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = sorted((REPO / "scripts" / "dcp").glob("*.sh"))
@@ -18,9 +19,7 @@ def test_script_is_valid_bash(script):
 
 
 def plan(script: str, **env) -> list[str]:
-    out = subprocess.run(["bash", str(REPO / "scripts" / "dcp" / script)], capture_output=True, text=True,
-                         env={**os.environ, "DRY_RUN": "1", **env}, check=True)  # fmt: skip
-    return [line for line in out.stdout.splitlines() if line.startswith("+ ")]
+    return dry_run_plan(f"scripts/dcp/{script}", **env)
 
 
 def test_table1_plan_runs_the_paper_and_pocketflow_rows():

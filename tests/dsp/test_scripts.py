@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
+from tests.script_plan import dry_run_plan
 
 SCRIPTS = [
     "scripts/dsp/cifar10_table.sh",
@@ -23,15 +24,7 @@ def test_bash_syntax(script):
 
 
 def _plan(script, **env):
-    out = subprocess.run(
-        ["bash", str(REPO / script)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "DRY_RUN": "1", **env},
-    )
-    return [line[2:] for line in out.stdout.splitlines() if line.startswith("+ ")]
+    return dry_run_plan(script, **env)
 
 
 def test_cifar10_table_plan():

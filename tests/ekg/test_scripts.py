@@ -3,24 +3,15 @@ the results check and to SMOKE sizes."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
+
+from tests.script_plan import dry_run_plan
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _dry(script: str, **env) -> list[str]:
-    out = subprocess.run(
-        ["bash", f"scripts/ekg/{script}"],
-        cwd=REPO,
-        env={**os.environ, "DRY_RUN": "1", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    return [line[2:] for line in out.splitlines() if line.startswith("+ ")]
+    return dry_run_plan(f"scripts/ekg/{script}", **env)
 
 
 def test_ablation_script_runs_the_readme_command_per_seed_and_both_variants():
