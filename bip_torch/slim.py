@@ -3,26 +3,36 @@
 `bake(model)` turns every masked conv / linear into a plain nn.Conv2d / nn.Linear holding
 weight * mask (same outputs, no scores, no global top-k per call).
 
-`slim(model, image_size)` then removes, inside every residual basic block (conv1 -> bn1 -> ReLU ->
-conv2), each intermediate channel j that is dead:
-- its conv1 filter is all zero (filter masks; any mask that empties a filter): the channel is then the
-  constant c_j = ReLU(bn1(0)) = ReLU(beta_j - gamma_j mu_j / sqrt(var_j + eps)) in eval mode, and its
-  contribution to conv2 (position dependent near the border, because of the zero padding) is folded
-  into a fixed bias map added after the slimmed conv2;
-- or its conv2 input column is all zero (channel masks): conv2 ignores it, so conv1's filter and bn1's
+`slim(model, image_size)` then removes the dead channels of every PAIR producer conv -> BN -> ReLU
+(-> max / average pools) -> consumer, where the channels between the two are private to the pair:
+
+- basic blocks (resnet20s-56s, CIFAR resnet18/34, ResNet18/34): conv1 -> bn1 -> conv2;
+- bottlenecks (CIFAR resnet50, ResNet50): conv2 -> bn2 -> conv3, then conv1 -> bn1 -> conv2;
+- WideResNet blocks (pre-activation): conv1 -> bn2 -> conv2;
+- vgg16_bn: every conv -> its BN -> the next conv, and the last conv -> classifier[0] (the 2 x 2
+  average pool makes 4 features of each channel).
+
+A channel j is dead when
+- its producer filter is all zero (filter masks; any mask that empties a filter): the channel is then
+  the constant c_j = ReLU(bn(0)) = ReLU(beta_j - gamma_j mu_j / sqrt(var_j + eps)) in eval mode (pools
+  keep a constant constant), and its contribution to the consumer is folded in exactly: into the
+  consumer's bias when it sees no padding (1x1 convs, the FC), else into a fixed bias map added after
+  the consumer (position dependent near the border, because of the zero padding);
+- or the consumer ignores it (all-zero input column: channel masks): the producer filter and the BN
   channel go too.
-The residual stream itself (conv2 / shortcut outputs, the blocks' inputs) keeps its width: removing a
-channel there would need every producer of the sum to drop it; zero weights stay there as zeros.
-The slimmed model equals the masked one in eval mode (tested), at the input size it was slimmed for
-(the bias maps have that spatial size). We checked Torch-Pruning (PyPI `torch-pruning`): its dependency
-graph removes channels but drops the BN constant of a zeroed filter and prunes residual groups
-jointly, so its outputs would not equal the masked model's; this small pass is exact for BiP's
-ResNets (resnet20s-56s, CIFAR resnet18/34, torchvision-style ResNet18/34).
+Pairs are slimmed from the last to the first, so that every producer is still a plain conv whose
+zeroed filters output exactly zero. The residual stream (block outputs, shortcuts, the stem) keeps its
+width: removing a channel there would need every producer of the sum to drop it; zero weights stay
+there as zeros. The slimmed model equals the masked one in eval mode (tested), at the input size it was
+slimmed for (the bias maps have that spatial size). We checked Torch-Pruning (PyPI `torch-pruning`):
+its dependency graph removes channels but drops the BN constant of a zeroed filter and prunes residual
+groups jointly, so its outputs would not equal the masked model's.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -57,7 +67,7 @@ def bake(model: nn.Module) -> nn.Module:
 
 
 class ConvPlusMap(nn.Module):
-    """conv(x) + a fixed map: the slimmed conv2 plus what the removed constant channels contributed."""
+    """conv(x) + a fixed map: the slimmed consumer conv plus what the removed constant channels contributed."""
 
     def __init__(self, conv: nn.Conv2d, bias_map: torch.Tensor | None):
         super().__init__()
@@ -72,24 +82,55 @@ class ConvPlusMap(nn.Module):
         return y if self.bias_map is None else y + self.bias_map
 
 
-def _is_basic_block(m: nn.Module) -> bool:
-    return (
-        all(hasattr(m, a) for a in ("conv1", "bn1", "conv2", "bn2"))
-        and not hasattr(m, "conv3")
-        and isinstance(m.conv1, nn.Conv2d)
-        and isinstance(m.bn1, nn.BatchNorm2d)
-        and type(m).__name__ == "BasicBlock"
-    )
+@dataclass
+class Pair:
+    """producer conv -> bn -> ReLU (-> pools) -> consumer (conv, or linear reading `group` features per channel)."""
+
+    producer: str
+    bn: str
+    consumer: str
+    group: int = 1
+
+
+def pairs(model: nn.Module) -> list[Pair]:
+    """The slimmable pairs of a (baked) model of BiP's architectures, in forward order."""
+    from bip_torch.models import resnet, resnet_cifar, resnets, vgg_cifar, wideresnet
+
+    out = []
+    for name, m in model.named_modules():
+        pre = f"{name}." if name else ""
+        if isinstance(m, (resnets.BasicBlock, resnet_cifar.BasicBlock, resnet.BasicBlock)):
+            out.append(Pair(pre + "conv1", pre + "bn1", pre + "conv2"))
+        elif isinstance(m, (resnet_cifar.Bottleneck, resnet.Bottleneck)):
+            out += [Pair(pre + "conv1", pre + "bn1", pre + "conv2"), Pair(pre + "conv2", pre + "bn2", pre + "conv3")]
+        elif isinstance(m, wideresnet.WideBlock):
+            out.append(Pair(pre + "conv1", pre + "bn2", pre + "conv2"))
+        elif isinstance(m, vgg_cifar.VGG):
+            convs = [i for i, layer in enumerate(m.features) if isinstance(layer, nn.Conv2d)]
+            for a, b in zip(convs, convs[1:]):
+                out.append(Pair(f"{pre}features.{a}", f"{pre}features.{a + 1}", f"{pre}features.{b}"))
+            pool = m.avgpool.output_size
+            group = pool * pool if isinstance(pool, int) else pool[0] * pool[1]
+            last = convs[-1]
+            out.append(Pair(f"{pre}features.{last}", f"{pre}features.{last + 1}", f"{pre}classifier.0", group))
+    return out
+
+
+def _set(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, module)
 
 
 @torch.no_grad()
-def _slim_block(block: nn.Module, hw: tuple[int, int]) -> tuple[int, int]:
-    c1, bn, c2 = block.conv1, block.bn1, block.conv2
-    w1, w2 = c1.weight, c2.weight
+def _slim_pair(model: nn.Module, pair: Pair, hw: tuple[int, int]) -> tuple[int, int]:
+    """Remove the dead channels between pair.producer and pair.consumer; (old, new) channel count."""
+    c1, bn, c2 = (model.get_submodule(n) for n in (pair.producer, pair.bn, pair.consumer))
+    w1 = c1.weight
+    w2 = c2.weight if isinstance(c2, nn.Conv2d) else c2.weight.view(c2.out_features, c1.out_channels, pair.group)
     zero_filter = w1.flatten(1).abs().sum(1) == 0
     if c1.bias is not None:
         zero_filter &= c1.bias == 0
-    unused = w2.abs().sum(dim=(0, 2, 3)) == 0
+    unused = w2.abs().sum(dim=(0, *range(2, w2.dim()))) == 0
     dead = zero_filter | unused
     keep = (~dead).nonzero().flatten()
     if keep.numel() == 0:  # keep one channel so that the layers stay well formed (it is computed, exactly)
@@ -97,14 +138,10 @@ def _slim_block(block: nn.Module, hw: tuple[int, int]) -> tuple[int, int]:
         dead[0] = False
     if not dead.any():
         return c1.out_channels, c1.out_channels
-    # constant value of each removed channel after bn1 + ReLU (0 where conv2 ignores the channel)
+    # constant value of each removed channel after bn + ReLU (0 where the consumer ignores the channel)
     const = F.relu(bn.bias - bn.weight * bn.running_mean / torch.sqrt(bn.running_var + bn.eps))
-    const = torch.where(zero_filter & ~unused, const, torch.zeros_like(const)) * dead
-    bias_map = None
-    if const.abs().sum() > 0:
-        img = const.view(1, -1, 1, 1).expand(1, -1, *hw).to(w2.dtype)
-        bias_map = F.conv2d(img, w2, None, c2.stride, c2.padding, c2.dilation, c2.groups)
-    n = keep.numel()
+    const = torch.where(zero_filter & ~unused & dead, const, torch.zeros_like(const))
+    n, dev = keep.numel(), w1.device
     new1 = nn.Conv2d(c1.in_channels, n, c1.kernel_size, c1.stride, c1.padding, c1.dilation, bias=c1.bias is not None)
     new1.weight.copy_(w1[keep])
     if c1.bias is not None:
@@ -113,31 +150,54 @@ def _slim_block(block: nn.Module, hw: tuple[int, int]) -> tuple[int, int]:
     for attr in ("weight", "bias", "running_mean", "running_var"):
         getattr(newbn, attr).copy_(getattr(bn, attr)[keep])
     newbn.num_batches_tracked.copy_(bn.num_batches_tracked)
-    new2 = nn.Conv2d(n, c2.out_channels, c2.kernel_size, c2.stride, c2.padding, c2.dilation, bias=c2.bias is not None)
-    new2.weight.copy_(w2[:, keep])
-    if c2.bias is not None:
-        new2.bias.copy_(c2.bias)
-    dev = w1.device
-    block.conv1, block.bn1 = new1.to(dev), newbn.to(dev)
-    block.conv2 = ConvPlusMap(new2.to(dev), bias_map)
+    folded = const.abs().sum() > 0
+    if isinstance(c2, nn.Linear):  # input feature c * group + s of channel c
+        new2 = nn.Linear(n * pair.group, c2.out_features, bias=True)
+        new2.weight.copy_(w2[:, keep].reshape(c2.out_features, -1))
+        base = c2.bias if c2.bias is not None else torch.zeros(c2.out_features, device=dev)
+        new2.bias.copy_(base + (w2 * const.view(1, -1, 1)).sum(dim=(1, 2)))
+    else:
+        no_padding = all(p == 0 for p in c2.padding) if isinstance(c2.padding, tuple) else c2.padding == 0
+        needs_bias = c2.bias is not None or (folded and no_padding)
+        new2 = nn.Conv2d(n, c2.out_channels, c2.kernel_size, c2.stride, c2.padding, c2.dilation, bias=needs_bias)
+        new2.weight.copy_(w2[:, keep])
+        bias_map = None
+        if folded:
+            img = const.view(1, -1, 1, 1).expand(1, -1, *hw).to(w2.dtype)
+            bias_map = F.conv2d(img, w2, None, c2.stride, c2.padding, c2.dilation, c2.groups)
+        if needs_bias:
+            new2.bias.copy_(c2.bias if c2.bias is not None else torch.zeros(c2.out_channels, device=dev))
+        if bias_map is not None and no_padding:  # every output position sees the same constants: a bias
+            new2.bias.add_(bias_map[0, :, 0, 0])
+            bias_map = None
+        new2 = ConvPlusMap(new2.to(dev), bias_map) if bias_map is not None else new2
+    _set(model, pair.producer, new1.to(dev))
+    _set(model, pair.bn, newbn.to(dev))
+    _set(model, pair.consumer, new2.to(dev))
     return c1.out_channels, n
 
 
 @torch.no_grad()
 def slim(model: nn.Module, image_size: int = 32) -> nn.Module:
-    """Baked and slimmed copy of a masked model (eval mode); prints nothing, returns the new model."""
+    """Baked and slimmed copy of a masked model (eval mode); `slim_report` maps each producer conv to its
+    (old, new) output channels."""
     dense = bake(model).eval()
-    blocks = [(n, m) for n, m in dense.named_modules() if _is_basic_block(m)]
+    found = pairs(dense)
     sizes: dict[str, tuple[int, int]] = {}
     hooks = [
-        m.conv1.register_forward_hook(lambda mod, i, o, n=n: sizes.__setitem__(n, tuple(o.shape[2:])))
-        for n, m in blocks
+        dense.get_submodule(p.consumer).register_forward_pre_hook(
+            lambda mod, inp, n=p.consumer: sizes.__setitem__(n, tuple(inp[0].shape[2:]))
+        )
+        for p in found
     ]
     dev = next(dense.parameters()).device
     dense(torch.zeros(1, 3, image_size, image_size, device=dev))
     for h in hooks:
         h.remove()
-    dense.slim_report = {n: _slim_block(m, sizes[n]) for n, m in blocks}
+    report = {}
+    for p in reversed(found):  # last first: each producer is then still a plain conv (see the docstring)
+        report[p.producer] = _slim_pair(dense, p, sizes[p.consumer])
+    dense.slim_report = dict(reversed(report.items()))
     return dense.eval()
 
 

@@ -52,20 +52,20 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, block, layers, layer_type="dense", num_classes=1000):
+    def __init__(self, block, layers, layer_type="dense", num_classes=1000, width=64):
         super().__init__()
         conv, linear = layer_factories(layer_type)
-        self.inplanes = 64
-        self.conv1 = conv(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.inplanes = width  # 64 in every released model (smaller widths: tests)
+        self.conv1 = conv(3, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        self.layer1 = self._stage(conv, block, 64, layers[0], 1)
-        self.layer2 = self._stage(conv, block, 128, layers[1], 2)
-        self.layer3 = self._stage(conv, block, 256, layers[2], 2)
-        self.layer4 = self._stage(conv, block, 512, layers[3], 2)
+        self.layer1 = self._stage(conv, block, width, layers[0], 1)
+        self.layer2 = self._stage(conv, block, 2 * width, layers[1], 2)
+        self.layer3 = self._stage(conv, block, 4 * width, layers[2], 2)
+        self.layer4 = self._stage(conv, block, 8 * width, layers[3], 2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = linear(512 * block.expansion, num_classes)
+        self.fc = linear(8 * width * block.expansion, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -55,18 +55,18 @@ class Bottleneck(nn.Module):
 
 
 class ResNetCifar(nn.Module):
-    def __init__(self, block, num_blocks, layer_type="dense", num_classes=10):
+    def __init__(self, block, num_blocks, layer_type="dense", num_classes=10, width=64):
         super().__init__()
         conv, linear = layer_factories(layer_type)
-        self.in_planes = 64
-        self.conv1 = conv(3, 64, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.layer1 = self._stage(conv, block, 64, num_blocks[0], 1)
-        self.layer2 = self._stage(conv, block, 128, num_blocks[1], 2)
-        self.layer3 = self._stage(conv, block, 256, num_blocks[2], 2)
-        self.layer4 = self._stage(conv, block, 512, num_blocks[3], 2)
+        self.in_planes = width  # 64 in every released model (smaller widths: tests)
+        self.conv1 = conv(3, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.layer1 = self._stage(conv, block, width, num_blocks[0], 1)
+        self.layer2 = self._stage(conv, block, 2 * width, num_blocks[1], 2)
+        self.layer3 = self._stage(conv, block, 4 * width, num_blocks[2], 2)
+        self.layer4 = self._stage(conv, block, 8 * width, num_blocks[3], 2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.linear = linear(512 * block.expansion, num_classes)
+        self.linear = linear(8 * width * block.expansion, num_classes)
 
     def _stage(self, conv, block, planes, n, stride):
         layers = []

@@ -1,6 +1,7 @@
 """`vgg16_bn` for CIFAR (HYDRA / BiP vgg_cifar.py): 13 conv(3x3, no bias) + BN + ReLU with 5 max-pools,
-AdaptiveAvgPool2d(2, 2), classifier 512*4 -> 256 -> 256 -> C. The released BiP constructors raise
-NameError (an undefined `init_type`); we use HYDRA's kaiming-normal init, as its configs set.
+AdaptiveAvgPool2d(2, 2), classifier 512*4 -> 256 -> 256 -> C (other `cfg` widths: tests). The released
+BiP constructors raise NameError (an undefined `init_type`); we use HYDRA's kaiming-normal init, as its
+configs set.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class VGG(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((2, 2))
         self.classifier = nn.Sequential(
-            linear(512 * 4, 256), nn.ReLU(True), linear(256, 256), nn.ReLU(True), linear(256, num_classes)
+            linear(c * 4, 256), nn.ReLU(True), linear(256, 256), nn.ReLU(True), linear(256, num_classes)
         )
         for m in self.modules():  # HYDRA's initialize_weights(model, "kaiming_normal")
             if isinstance(m, (nn.Conv2d, nn.Linear)):
