@@ -33,13 +33,6 @@ DATASETS = ("CIFAR10", "CIFAR100", "TinyImageNet", "ImageNet", "ImageNetOrigin",
 NUM_CLASSES = {"CIFAR10": 10, "CIFAR100": 100, "TinyImageNet": 200, "ImageNet": 1000, "ImageNetOrigin": 1000}
 
 
-class MeanPadLoader(TensorLoader):
-    """TensorLoader whose crop padding is the mean colour: BiP's TinyImageNet normalises first, then pads."""
-
-    def _augment(self, x, dy, dx, flip):
-        return super()._augment(x - self.mean, dy, dx, flip) + self.mean
-
-
 @dataclass
 class BipData:
     train: object
@@ -96,14 +89,14 @@ def load_data(
         from shared.data.tinyimagenet import load_tinyimagenet
 
         train, test = load_tinyimagenet(data_dir, "train"), load_tinyimagenet(data_dir, "test")
-        loader_cls = MeanPadLoader
+        pad_value = "mean"  # BiP's TinyImageNet normalises first, then pads: the padding is the mean colour
     else:
         name = {"CIFAR10": "cifar10", "CIFAR100": "cifar100", "digits": "digits"}[dataset]
         if name != "digits" and not data_dir:
             raise UserError(f"--dataset {dataset} needs --data-dir (or $PRUNING_DATA_DIR): a folder holding it")
         train = load_image_classification(name, "train", data_dir)
         test = load_image_classification(name, "test", data_dir)
-        loader_cls = TensorLoader
+        pad_value = 0.0
     if train_limit:
         train = _limit(train, train_limit)
     if test_limit:
@@ -113,7 +106,7 @@ def load_data(
     size = train.images.shape[1]
 
     def make(train_mode, bs, s):
-        return loader_cls(
+        return TensorLoader(
             train.images if train_mode else test.images,
             train.labels if train_mode else test.labels,
             bs,
@@ -124,6 +117,7 @@ def load_data(
             pad=4 if size <= 64 else 0,
             seed=s,
             ctx=ctx,
+            pad_value=pad_value,
         )
 
     full = (dataset == "CIFAR10" and len(train) == 50_000 and len(test) == 10_000) or (
@@ -138,7 +132,7 @@ def load_data(
 
 
 def _imagenet(dataset, data_dir, batch_size, device, ctx, seed, workers) -> BipData:
-    from dsp_torch.data import imagenet_loaders
+    from shared.torch_imagenet import imagenet_loaders
 
     if not data_dir:
         raise UserError(f"--dataset {dataset} needs --data-dir")

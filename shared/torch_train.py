@@ -212,6 +212,8 @@ class TensorLoader:
     Training: each epoch a seeded permutation of the whole set (identical on every rank) is cut into
     global batches (drop_last like the authors' loaders); each rank takes its contiguous share of each
     global batch; augmentation = random crop with `pad` zero pixels + horizontal flip, drawn per image.
+    `pad_value="mean"` pads with the mean colour instead (zero in normalised space: what a pipeline that
+    normalises before the pad-crop, e.g. BiP's TinyImageNet, sees).
     """
 
     def __init__(
@@ -229,8 +231,11 @@ class TensorLoader:
         seed: int = 0,
         ctx: DistContext | None = None,
         drop_last: bool | None = None,
+        pad_value: str | float = 0.0,
     ):
         self.ctx = ctx or DistContext(device=device)
+        if not (pad_value == "mean" or isinstance(pad_value, (int, float))):
+            raise UserError(f"TensorLoader pad_value must be a pixel value or 'mean', got {pad_value!r}")
         if train and batch_size % self.ctx.world_size:
             raise UserError(f"--batch-size {batch_size} is not divisible by the {self.ctx.world_size} processes")
         self.images = torch.as_tensor(images).permute(0, 3, 1, 2).contiguous().to(device)  # uint8 NCHW
@@ -240,6 +245,7 @@ class TensorLoader:
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
         self.drop_last = train if drop_last is None else drop_last
+        self.pad_value = pad_value
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -253,10 +259,13 @@ class TensorLoader:
         return (x.float() - self.mean) / self.std
 
     def _augment(self, x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-        """Crop at offsets (dy, dx) from the zero-padded images, then flip where `flip` is set."""
+        """Crop at offsets (dy, dx) from the padded images, then flip where `flip` is set."""
         n, _, h, w = x.shape
         if self.pad:
-            padded = nn.functional.pad(x, (self.pad,) * 4)
+            if self.pad_value == "mean":  # pad x - mean with zeros, i.e. x with the mean colour
+                padded = nn.functional.pad(x - self.mean, (self.pad,) * 4) + self.mean
+            else:
+                padded = nn.functional.pad(x, (self.pad,) * 4, value=float(self.pad_value))
             rows = (dy[:, None] + torch.arange(h)[None]).to(x.device)  # (n, h)
             cols = (dx[:, None] + torch.arange(w)[None]).to(x.device)  # (n, w)
             idx_n = torch.arange(n, device=x.device)[:, None, None]
