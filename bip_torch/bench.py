@@ -1,12 +1,15 @@
 """Speed of BiP's pruned networks on this machine, measured side by side (`make bip-bench`).
 
     python -m bip_torch.bench [--batch-sizes 128 1] [--reps 5] [--threads 1] [--parts structured unstructured epoch]
+                              [--archs resnet18 vgg16_bn ...]
 
-1. structured: CIFAR ResNet-18 (`resnet18`) with filter-wise masks at k = 0.5, physically slimmed
-   (`bip_torch.slim`), against the dense ResNet-18, each under eager PyTorch, frozen TorchScript,
-   onnxruntime and OpenVINO (`shared.torch_export.runtimes`), fp32, CPU. Headline: best slimmed / best
-   dense, judged against 0.8 x the ratio of executed MACs (dense / slimmed).
-2. unstructured: the same network with global unstructured masks at 90 % and 98.6 % sparsity. A
+1. structured: CIFAR ResNet-18 (`resnet18`) and VGG-16 (`vgg16_bn`; `--archs` picks any of BiP's models,
+   e.g. wrn_28_4, resnet50) with filter-wise masks at k = 0.5, physically slimmed
+   (`bip_torch.slim`), against the dense network, each under eager PyTorch, frozen TorchScript,
+   onnxruntime and OpenVINO (`shared.torch_export.runtimes`), fp32, CPU, 32 x 32 inputs (64 x 64, 200
+   classes, for the TinyImageNet-style ResNet18/34/50). Headline: best slimmed / best dense, judged
+   against 0.8 x the ratio of executed MACs (dense / slimmed).
+2. unstructured: the ResNet-18 with global unstructured masks at 90 % and 98.6 % sparsity. A
    dense runtime gains nothing from zeros; what a CPU can gain is measured with a sparse-kernel path in
    PyTorch itself (each conv as im2col + a CSR sparse x dense product, `SparseConv2d`), against the
    dense model's best runtime. The masks are random-score masks: speed depends on the sparsity
@@ -39,7 +42,7 @@ from torch.nn import functional as F
 
 from bip_torch import layers as L
 from bip_torch.baselines import imp_schedule
-from bip_torch.models import build
+from bip_torch.models import ARCHS, build
 from bip_torch.slim import bake, executed_macs, slim
 from shared import bench, torch_export
 from shared.errors import main_guard
@@ -96,17 +99,20 @@ def _time(fns: dict, x, reps: int, warmup: int) -> dict:
     return bench.time_paired(calls, reps=reps, warmup=warmup)
 
 
-def structured(args, workdir: Path) -> dict:
+def structured(args, workdir: Path, arch: str = "resnet18") -> dict:
+    size, classes = (64, 200) if arch[0].isupper() else (32, 10)  # ResNet18/34/50: TinyImageNet-style
     torch.manual_seed(0)
-    dense = _randomise(build("resnet18", "dense", 10))
-    masked = _randomise(build("resnet18", "filter", 10, 0.5))
-    slimmed = slim(masked, 32)
-    ratio = executed_macs(dense) / executed_macs(slimmed)
-    print(f"\n== structured: CIFAR ResNet-18, filter-wise k = 0.5, slimmed; executed MACs ratio {ratio:.2f}x ==")
-    print(f"dense {executed_macs(dense) / 1e6:.1f}M MACs/image, slimmed {executed_macs(slimmed) / 1e6:.1f}M")
-    out = {"macs_ratio": ratio}
+    dense = _randomise(build(arch, "dense", classes))
+    masked = _randomise(build(arch, "filter", classes, 0.5))
+    slimmed = slim(masked, size)
+    macs_dense, macs_slim = executed_macs(dense, size), executed_macs(slimmed, size)
+    ratio = macs_dense / macs_slim
+    print(f"\n== structured: {arch}, filter-wise k = 0.5, slimmed; executed MACs ratio {ratio:.2f}x ==")
+    print(f"dense {macs_dense / 1e6:.1f}M MACs/image, slimmed {macs_slim / 1e6:.1f}M")
+    tag = "" if arch == "resnet18" else f"{arch}_"
+    out = {f"{tag}macs_ratio": ratio}
     for batch in args.batch_sizes:
-        x = torch.randn(batch, 3, 32, 32)
+        x = torch.randn(batch, 3, size, size)
         with torch.inference_mode():
             diff = (slimmed(x) - masked(x)).abs().max().item()
         fns = {}
@@ -127,7 +133,7 @@ def structured(args, workdir: Path) -> dict:
             f"batch {batch}: best slimmed ({head.best_pruned}) / best dense ({head.best_dense}) = "
             f"{head.speedup:.2f}x; target 0.8 x MACs ratio = {target:.2f}x: {v}; max |slimmed - masked| {diff:.1e}"
         )
-        out[f"speedup_b{batch}"] = head.speedup
+        out[f"{tag}speedup_b{batch}"] = head.speedup
     return out
 
 
@@ -220,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--parts", nargs="+", default=["structured", "unstructured", "epoch"],
                    choices=["structured", "unstructured", "epoch"])  # fmt: skip
+    p.add_argument("--archs", nargs="+", default=["resnet18", "vgg16_bn"], choices=sorted(ARCHS),
+                   help="structured part: the networks slimmed at k = 0.5 filter-wise")  # fmt: skip
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 1], help="structured part")
     p.add_argument("--sparse-batch-sizes", type=int, nargs="+", default=[16, 1], help="unstructured part")
     p.add_argument("--reps", type=int, default=5, help="timed rounds per batch size")
@@ -246,7 +254,8 @@ def main(argv=None) -> int:
     results = {}
     with tempfile.TemporaryDirectory(prefix="bip-bench-") as tmp:
         if "structured" in args.parts:
-            results.update(structured(args, Path(tmp)))
+            for arch in args.archs:
+                results.update(structured(args, Path(tmp) / arch, arch))
         if "unstructured" in args.parts:
             results.update(unstructured(args))
         if "epoch" in args.parts:

@@ -155,12 +155,15 @@ def run_dir_for(args) -> Path:
 
 
 def method_of(args) -> str:
+    """The method a run's numbers belong to. HYDRA's results (Fig. 3, Table 1) are after fine-tuning, so a
+    finetune run from a HYDRA-pruned checkpoint is `hydra` (its prune stage alone is `hydra` too, but
+    claims no reported row); a finetune run from anything else is `finetune` (BiP reports no retraining)."""
     if args.baseline:
         return args.baseline
     if args.exp_mode == "pretrain":
         return "dense"
     if args.exp_mode == "finetune":
-        return "finetune"
+        return "hydra" if getattr(args, "source_method", None) == "hydra" else "finetune"
     return "bip" if args.trainer == "bilevel" else "hydra"
 
 
@@ -194,7 +197,8 @@ def row_of(args, dataset: str) -> str | None:
     method = method_of(args)
     if method == "dense":
         return f"dense/{ds}/{model}"
-    if args.layer_type == "unstructured" and float(args.k) in SPARSITY_LABEL and method != "finetune":
+    reported_stage = method != "finetune" and not (method == "hydra" and args.exp_mode == "prune")
+    if args.layer_type == "unstructured" and float(args.k) in SPARSITY_LABEL and reported_stage:
         return f"fig3/{ds}/{model}/{method}/s{SPARSITY_LABEL[float(args.k)]}"
     if args.layer_type == "filter" and method == "bip":
         return f"fig4/{ds}/{model}/bip/filter-{round(100 * (1 - float(args.k)))}"
@@ -495,7 +499,8 @@ def _run(r: Run) -> dict:
     r.set_mode()
     opt, mask_opt = r.optimizers()
     if a.source_net:
-        load_source(r.model, a.source_net, a)
+        source = load_source(r.model, a.source_net, a)
+        a.source_method = (source.get("variant") or {}).get("method")  # a finetuned HYDRA net stays `hydra`
     r.init_scores()
     start, best = 0, 0.0
     if a.resume:

@@ -3,7 +3,8 @@
 # model's), three seeds, on CIFAR-10 ResNet-18 / ResNet-20 / ResNet-56 / VGG-16 and CIFAR-100 ResNet-18 /
 # ResNet-20, for BiP (no retraining), HYDRA as BiP runs it (prune + finetune), OMP and IMP (one run to
 # the sparsest k, a record per round; recipe inferred). GraSP is not implemented.
-# Every point of the README k grid up to 93.1 % sparsity is run, so the curves (Fig. 3 rows) come too.
+# Every point of the README k grid up to 93.1 % sparsity is run, so the curves (Fig. 3 rows) come too;
+# `python -m bip_torch.tickets` then picks each method's sparsest winning ticket (the Table 1 rows).
 # Cost: per seed and column about (1 pretrain + 12 x (BiP + 2 HYDRA + OMP) + 12 IMP rounds) x 100-200
 # epochs: GPU weeks in all. Finished stages are skipped on a rerun.
 #   DATA_DIR=/data bash scripts/bip/table1.sh                 # everything (SEEDS="1 2 3")
@@ -34,4 +35,6 @@ for seed in $SEEDS; do
     done
   done
 done
+# the sparsest winning ticket per column and method, from the curve records (one record each)
+run "$PY" -m bip_torch.tickets --records "$RECORDS"
 run "$PY" -m shared.results check --paper bip --records "$RECORDS" --only-run

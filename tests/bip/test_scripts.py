@@ -30,6 +30,7 @@ def test_table1_plan():
     assert any("--baseline imp" in c and "--k 0.0687" in c and "--arch vgg16_bn" in c for c in plan)
     assert all("--data-dir /data" in c for c in train)
     assert {c.split("--seed ")[1].split()[0] for c in train} == {"1", "2", "3"}
+    assert plan[-2].endswith("bip_torch.tickets --records runs/bip/records")  # Table 1 from the curves
     assert plan[-1].endswith(
         "shared.results check --paper bip --records runs/bip/records --only-run"
     )  # never the committed records by default

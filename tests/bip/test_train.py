@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bip_torch.args import parse_args
-from bip_torch.train import main, schedule_lr
+from bip_torch.train import main, row_of, schedule_lr, variant_of
 
 pytestmark = pytest.mark.torch
 TINY = ["--dataset", "digits", "--train-limit", "32", "--batch-size", "16", "--test-limit", "50"]
@@ -44,6 +44,18 @@ def test_schedules_have_the_originals_quirks():
     assert [schedule_lr("step", e, a) for e in (0, 49, 50, 74, 75, 99)] == pytest.approx(
         [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
     )
+
+
+def test_hydra_is_reported_after_its_finetuning_and_bip_without():
+    prune = parse_args(["--configs", "configs/CIFAR10/hydra.yml", "--k", "0.1342", "--source-net", __file__])
+    assert variant_of(prune)["method"] == "hydra" and row_of(prune, "CIFAR10") is None  # the prune stage alone
+    ft = parse_args(["--configs", "configs/CIFAR10/finetune.yml", "--k", "0.1342", "--source-net", __file__])
+    ft.source_method = "hydra"  # what train.py reads from the pruned checkpoint's variant
+    assert variant_of(ft)["method"] == "hydra" and row_of(ft, "CIFAR10") == "fig3/cifar10/resnet20/hydra/s86.6"
+    ft.source_method = "bip"  # BiP is reported without retraining: a finetuned BiP net has no Fig. 3 row
+    assert variant_of(ft)["method"] == "finetune" and row_of(ft, "CIFAR10") is None
+    bip = parse_args(["--configs", "configs/CIFAR10/bip.yml", "--k", "0.1342", "--source-net", __file__])
+    assert row_of(bip, "CIFAR10") == "fig3/cifar10/resnet20/bip/s86.6"
 
 
 @pytest.mark.parametrize(
@@ -145,7 +157,8 @@ def test_finetune_refuses_another_k_or_layer_type_and_evaluate_runs(pretrained, 
     assert main([*ft, "--k", "0.5", "--layer-type", "channel"]) == 2
     assert "--layer-type channel differs" in capsys.readouterr().err
     assert main([*ft, "--k", "0.5", "--layer-type", "filter", "--evaluate"]) == 0
-    assert "source net: test acc" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "source net: test acc" in out and "'method': 'hydra'" in out  # HYDRA's numbers: after finetuning
     # a checkpoint of another architecture is refused with its key names
     assert main([*ft, "--k", "0.5", "--layer-type", "filter", "--arch", "resnet32s"]) == 2
     assert "does not fit --arch resnet32s" in capsys.readouterr().err
