@@ -54,19 +54,14 @@ def inference_runtimes(model_name: str, widths: list[int], runtimes, threads: in
         FULL: build_model(full_arch(model_name)),
         COMPRESSED: build_model({"model": model_name, "widths": widths}),
     }
-    example = np.zeros([1, 32, 32, 3], np.float32)
-    fns = {}
-    for kind, model in models.items():
-        made = tf_export.runtimes(
-            lambda x, m=model: m(x, training=False),
-            example,
-            model,
-            names=runtimes,
-            threads=threads,
-            workdir=workdir / f"{model_name}-{kind}",
-            log=lambda line, k=kind: print(f"  {model_name} {k}: {line}"),
-        )
-        fns.update({f"{kind} {rt}": run for rt, run in made.items()})
+    fns = tf_export.runtimes_for_models(
+        models,
+        np.zeros([1, 32, 32, 3], np.float32),
+        names=runtimes,
+        threads=threads,
+        workdir=workdir / model_name,
+        log=lambda line: print(f"  {model_name} {line}"),
+    )
     return fns, models
 
 

@@ -281,12 +281,16 @@ def data_differences(recorded: dict | None, requested: dict) -> list[str]:
 
 def readme_chain_matches(lineage: list[dict]) -> bool:
     """True when `lineage` (stage summaries, oldest first) is the README's resnet20 chain on full CIFAR-10."""
+    return _chain_matches(lineage, README_CHAIN, README_FIXED)
+
+
+def _chain_matches(lineage: list[dict], stages: dict, fixed: dict) -> bool:
     for version, entry in enumerate(lineage):
         s = entry.get("settings", {})
-        want = README_CHAIN.get(version)
+        want = stages.get(version)
         if want is None or (s.get("l1_penalty"), s.get("max_steps"), s.get("learning_rate")) != want:
             return False
-        if any(s.get(k) != v for k, v in README_FIXED.items()):
+        if any(s.get(k) != v for k, v in fixed.items()):
             return False
         if entry.get("data", {}).get("name") != "cifar10" or entry.get("data", {}).get("n") != FULL_CIFAR10["train"]:
             return False
@@ -310,6 +314,42 @@ def readme_row(model: str, version: int, lineage: list[dict]) -> str | None:
     ):
         return None
     return f"readme/cifar10/resnet20/v{version}"
+
+
+# The paper's other CIFAR-10 chains (scripts/ista/paper_settings.sh; research/ista.md 4.2), each version
+# of which sparsifies again (l1_penalty > 0): row -> (model, {version: (l1_penalty, max_steps, lr)}).
+# ResNet-20 model A is the README's v2. The paper gives no step counts after the 30k warm-up: 50k here.
+PAPER_CHAINS = {
+    "paper/cifar10/resnet20/model-b": ("resnet20", {**README_CHAIN, 2: (0.01, 50_000, 0.1)}),
+    "paper/cifar10/convnet/model-a": ("cnn4", {0: (0.0002, 30_000, 0.01), 1: (0.001, 50_000, 0.01)}),
+    "paper/cifar10/convnet/model-b": (
+        "cnn4",
+        {0: (0.0002, 30_000, 0.01), 1: (0.001, 50_000, 0.01), 2: (0.002, 50_000, 0.01)},
+    ),
+}
+
+
+def paper_row(model: str, version: int, lineage: list[dict]) -> str | None:
+    """The paper's model A/B row that version `version` is an instance of (by shape, as `readme_row`:
+    as many stages as the row's chain, every one with l1_penalty > 0), or None."""
+    if len(lineage) != version or not all((e.get("settings", {}).get("l1_penalty") or 0) > 0 for e in lineage):
+        return None
+    return next((row for row, (m, st) in PAPER_CHAINS.items() if m == model and len(st) == version), None)
+
+
+def reported_row(model: str, version: int, lineage: list[dict]) -> str | None:
+    """The reported row (the README's v2/v3, else the paper's model A/B) of version `version`, or None."""
+    return readme_row(model, version, lineage) or paper_row(model, version, lineage)
+
+
+def chain_matches(row: str | None, lineage: list[dict]) -> bool:
+    """True when `lineage` ran the full settings of `row`'s chain on full CIFAR-10 (the README's chain
+    unless `row` is one of the paper's model A/B rows)."""
+    if row in PAPER_CHAINS:
+        model, stages = PAPER_CHAINS[row]
+        fixed = {k: v for k, v in README_FIXED.items() if k != "weight_decay"}  # cnn4 has no weight decay
+        return _chain_matches(lineage, stages, {**fixed, "model": model})
+    return readme_chain_matches(lineage)
 
 
 if __name__ == "__main__":

@@ -147,19 +147,20 @@ def eval_record(
     lineage: list[dict],
     split,
 ) -> dict:
-    """Kind 'reproduction' (compared with the README's v2/v3 rows) only for the compact model of the README
-    chain, trained and tested on the full CIFAR-10; otherwise 'smoke'."""
+    """Filed under the README's v2/v3 rows, or the paper's model A/B rows (`chain.reported_row`); kind
+    'reproduction' only for the compact model of that row's chain run in full, trained and tested on the
+    full CIFAR-10; otherwise 'smoke'."""
     full = flops.count(build_model(full_arch(model_name)))
     producer = producer or train.StageConfig(model=model_name).settings()
+    row = chain.reported_row(model_name, version, lineage) if is_compressed else None
     reproduction = (
-        chain.readme_chain_matches(lineage)
+        chain.chain_matches(row, lineage)
         and len(lineage) == version
         and is_compressed
         and split.name == "cifar10"
         and split.split == "test"
         and len(split) == chain.FULL_CIFAR10["test"]
     )
-    row = chain.readme_row(model_name, version, lineage) if is_compressed else None
     return make_record(
         paper="ista",
         row=row,
@@ -173,7 +174,7 @@ def eval_record(
             "macs_reduction_pct": 100.0 * (1 - summary["macs"] / full.macs),
         },
         data=split.identity(),
-        variant=train.record_variant(producer, version),
+        variant=train.record_variant(producer, version=version),
         convention=flops.CONVENTION,
         seed=producer.get("seed"),
         config={

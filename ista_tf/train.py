@@ -411,10 +411,17 @@ def evaluate(model, split: ArraySplit, batch_size: int = 125, jit_compile: bool 
 # ----------------------------------------------------------------------------------------------------
 
 
-def record_variant(settings: dict, stage: int) -> dict:
+def record_variant(settings: dict, *, stage: int | None = None, version: int | None = None) -> dict:
+    """The variant of a run record. Two distinct labels: `stage` "stageN" on the record of training
+    stage N (`cifar10_train --checkpoint_version N`: starts from version N, writes version N+1), and
+    `version` "vN" on the record of an evaluated version N (`cifar10_eval --checkpoint_version N`).
+    `settings` are the stage's (for a version: those of the stage that produced it)."""
+    if (stage is None) == (version is None):
+        raise ValueError("record_variant needs exactly one of stage= and version=")
+    label = {"stage": f"stage{stage}"} if stage is not None else {"version": f"v{version}"}
     return {
         "model": settings["model"],
-        "stage": f"v{stage}",
+        **label,
         "fold": settings["fold"],
         "alpha": float(settings["alpha"]),
         "l1_penalty": float(settings["l1_penalty"]),
@@ -435,9 +442,9 @@ def stage_record(
     jit_compile: bool,
     run_dir: Path,
 ) -> dict:
-    """Run record of a training stage: kind 'reproduction' only for a stage of the README chain (same
-    steps, penalties, learning rates) on the full CIFAR-10, else 'smoke'. Stage 1 of resnet20 is
-    compared with the README's log line (fake sparsity, group lasso)."""
+    """Run record of a training stage: kind 'reproduction' only for a stage of the README chain or of the
+    paper's model A/B chains (same steps, penalties, learning rates) on the full CIFAR-10, else 'smoke'.
+    Stage 1 of resnet20 is compared with the README's log line (fake sparsity, group lasso)."""
     row = "readme/cifar10/resnet20/stage1-log" if (cfg.model == "resnet20" and version == 1) else None
     metrics = {k: summary[k] for k in ("group_lasso", "fake_sparsity", "params_reduction_pct")}
     metrics.update(
@@ -453,10 +460,10 @@ def stage_record(
     return make_record(
         paper="ista",
         row=row,
-        kind="reproduction" if chain.readme_chain_matches(lineage) else "smoke",
+        kind="reproduction" if any(chain.chain_matches(r, lineage) for r in (None, *chain.PAPER_CHAINS)) else "smoke",
         metrics=metrics,
         data=data_identity,
-        variant=record_variant(cfg.settings(), version),
+        variant=record_variant(cfg.settings(), stage=version),
         convention=flops.CONVENTION,
         seed=cfg.seed,
         config={**cfg.settings(), "checkpoint_version": version},

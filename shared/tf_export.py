@@ -13,6 +13,8 @@ input's shape after the (dynamic) batch dimension and its dtype.
 - `runtimes(forward, example, trackable)`: {runtime name: callable(batch) -> numpy logits} for
   tf.function, XLA (jit_compile), TFLite and onnxruntime (and the reloaded SavedModel on request),
   leaving out with a printed reason any runtime whose package is missing or whose export fails;
+  `runtimes_for_models({name: model}, example, workdir=...)` the same for several models at once
+  ("<name> <runtime>" keys), as the benches compare a dense and a pruned model;
 - `check_equal(fns, forward, example)`: max |difference| of each runtime's output from `forward`'s.
 
 The onnxruntime runner lives in `shared.bench` (numpy in, numpy out, no framework).
@@ -223,6 +225,33 @@ def runtimes(
             log(f"runtime {name} skipped: {err}")
         except Exception as err:  # an export failure: say so, keep the other runtimes
             log(f"runtime {name} skipped: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
+    return out
+
+
+def runtimes_for_models(
+    models: dict[str, tf.Module],
+    example,
+    *,
+    names: Sequence[str] = DEFAULT_RUNTIMES,
+    threads: int = 1,
+    workdir: str | os.PathLike,
+    log: Callable[[str], None] = print,
+) -> dict[str, Runner]:
+    """`runtimes` for several models called as `model(x, training=False)` (e.g. {"dense": ..., "pruned":
+    ...}): {"<model name> <runtime>": callable(batch) -> numpy logits}, each model's files under
+    `workdir/<model name>`, each log line prefixed with the model's name."""
+    out: dict[str, Runner] = {}
+    for kind, model in models.items():
+        made = runtimes(
+            lambda x, m=model: m(x, training=False),
+            example,
+            model,
+            names=names,
+            threads=threads,
+            workdir=Path(workdir) / kind,
+            log=lambda line, k=kind: log(f"{k}: {line}"),
+        )
+        out.update({f"{kind} {rt}": run for rt, run in made.items()})
     return out
 
 

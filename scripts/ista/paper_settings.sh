@@ -55,12 +55,12 @@ stage() {
   run "$PY" -m ista_tf.cifar10_eval "${common[@]}" --checkpoint_version "$(($3 + 1))"
 }
 
-# ResNet-20 model A (v2) and model B (v3 = one more sparsify stage on model A; not the README's v3,
-# which fine-tunes, so its record carries no README row)
+# ResNet-20 model A (v2, the README's v2 row) and model B (v3 = one more sparsify stage on model A; not
+# the README's v3, which fine-tunes: its record is filed under the paper's model-b row)
 stage resnet20 "$OUT/resnet20/cifar10_train" 0 0.001 "$WARMUP" 0.1
 stage resnet20 "$OUT/resnet20/cifar10_train" 1 "$R_A" "$STEPS" 0.1
 stage resnet20 "$OUT/resnet20/cifar10_train" 2 "$R_B" "$STEPS" 0.1
-# ConvNet model A (v2) and model B (v3)
+# ConvNet model A (v2) and model B (v3), filed under the paper's convnet/model-a and model-b rows
 stage cnn4 "$OUT/cnn4/cifar10_train" 0 0.0002 "$WARMUP" 0.01
 stage cnn4 "$OUT/cnn4/cifar10_train" 1 "$C_A" "$STEPS" 0.01
 stage cnn4 "$OUT/cnn4/cifar10_train" 2 "$C_B" "$STEPS" 0.01

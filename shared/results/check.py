@@ -441,7 +441,7 @@ def format_records(records: list[dict]) -> str:
         data = f"{r['data']['name']} (n={r['data'].get('n')})"
         shown = {k: r["metrics"][k] for k in keys if k in r["metrics"]}
         ms = ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items())
-        stage = r["variant"].get("stage")
+        stage = r["variant"].get("stage") or r["variant"].get("version")  # a training stage or an evaluated version
         row = (r["row"] or "-") + (f" [{stage}]" if stage else "")
         seed = "-" if r["seed"] is None else r["seed"]
         lines.append(f"{r['paper']:5} {r['kind'][:14]:14} {row[:34]:34} {data[:22]:22} {seed:>4}  {ms}")

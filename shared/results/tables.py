@@ -143,7 +143,7 @@ def _paper_section(paper, table, summary, comps, smoke, checks, plot_path) -> li
         for r in smoke[-20:]:
             data = f"{r['data']['name']} {r['data'].get('split') or ''} (n={r['data'].get('n')})"
             ms = _metrics_text(dict(sorted(r["metrics"].items())))
-            stage = r["variant"].get("stage")
+            stage = r["variant"].get("stage") or r["variant"].get("version")  # training stage or evaluated version
             row = (r["row"] or "-") + (f" [{stage}]" if stage else "")
             out.append(f"| {r['run_id']} | {row} | {data} | {_cell(ms)} |")
         if len(smoke) > 20:

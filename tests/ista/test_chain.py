@@ -14,7 +14,9 @@ pytestmark = pytest.mark.tf
 
 tf = pytest.importorskip("tensorflow")
 
+from ista_tf import chain as stages  # noqa: E402
 from ista_tf import cifar10_eval, cifar10_train  # noqa: E402
+from ista_tf.models import build_model  # noqa: E402
 from ista_tf.train import StageConfig, run_stage  # noqa: E402
 from shared.results import iter_records  # noqa: E402
 
@@ -86,11 +88,11 @@ def test_chain_writes_each_version_and_prunes_exact_zeros(chain, capsys):
         assert (root / f"run_{v}" / "finished.json").is_file()
         assert (root / f"run_{v + 1}" / "compact" / "arch.json").is_file()
     recs = [r for _, r in iter_records([records])]
-    by_stage = {r["variant"]["stage"]: r for r in recs}
-    assert all(r["kind"] == "smoke" for r in recs)
-    assert by_stage["v1"]["variant"] == {
+    by_stage = {r["variant"]["stage"]: r for r in recs}  # training stages: "stageN", never a version "vN"
+    assert sorted(by_stage) == ["stage0", "stage1"] and all(r["kind"] == "smoke" for r in recs)
+    assert by_stage["stage1"]["variant"] == {
         "model": "resnet20",
-        "stage": "v1",
+        "stage": "stage1",
         "fold": "paper",
         "alpha": 1.0,
         "l1_penalty": 1.2,
@@ -99,16 +101,21 @@ def test_chain_writes_each_version_and_prunes_exact_zeros(chain, capsys):
         "precision": "float32",
         "accum_steps": 1,
     }
-    assert by_stage["v1"]["metrics"]["channels_removed"] > 0
-    assert by_stage["v1"]["metrics"]["params"] < 281_304
-    assert by_stage["v1"]["metrics"]["fake_sparsity"] > 0
+    assert by_stage["stage1"]["row"] == "readme/cifar10/resnet20/stage1-log"
+    assert by_stage["stage1"]["metrics"]["channels_removed"] > 0
+    assert by_stage["stage1"]["metrics"]["params"] < 281_304
+    assert by_stage["stage1"]["metrics"]["fake_sparsity"] > 0
     # eval of version 2 prints the README's three numbers from the compact model's real shapes
     capsys.readouterr()
     assert evaluate(prefix, "--checkpoint_version", "2") == 0
     out = capsys.readouterr().out
     params = int(re.search(r"total params: (\d+)", out).group(1))
-    assert params == by_stage["v1"]["metrics"]["params"]
+    assert params == by_stage["stage1"]["metrics"]["params"]
     assert re.search(r"precision @ 1 = 0\.\d{4}", out) and re.search(r"test loss = \d+\.\d{4}", out)
+    # its record (under the version's folder by default) names the evaluated version, not a stage
+    [(_, ev)] = iter_records([root / "run_2" / "records"])
+    assert ev["variant"]["version"] == "v2" and "stage" not in ev["variant"]
+    assert ev["row"] == "readme/cifar10/resnet20/v2" and ev["variant"]["l1_penalty"] == 1.2  # stage 1 made it
     # the unpruned, averaged net of version 0
     assert evaluate(prefix, "--checkpoint_version", "0", "--is_compressed=false") == 0
     assert "total params: 281304" in capsys.readouterr().out
@@ -180,10 +187,17 @@ def _zero_gammas(checkpoint: str) -> int:
 
 
 def test_interrupted_stage_resumes_to_the_same_result(tmp_path, digits_train):
-    """A run whose prox zeroes gammas before the interruption (the resumed state holds exact zeros)."""
-    cfg = StageConfig(l1_penalty=3.0, max_steps=12, batch_size=16, save_checkpoint_steps=4, log_frequency=100)
+    """A run whose prox zeroes gammas before the interruption (the resumed state holds exact zeros).
+    The stage is stage 1 of a small cnn4 (a compact version 1 written here): the resume path is the
+    same for every model and stage, and a small net keeps the four runs cheap."""
+    cfg = StageConfig(
+        model="cnn4", l1_penalty=3.0, max_steps=12, batch_size=16, save_checkpoint_steps=4, log_frequency=100
+    )
     data = digits_train.subset(256)
-    run_stage(cfg, tmp_path / "ref", 0, data, log=lambda s: None)
+    start = build_model({"model": "cnn4", "widths": [8, 12, 12, 16]}, seed=3)
+    for prefix in (tmp_path / "ref", tmp_path / "run"):
+        stages.write_compact(start, stages.compact_dir(prefix, 1), [])
+    run_stage(cfg, tmp_path / "ref", 1, data, log=lambda s: None)
 
     def crash_at(n, exc):
         def hook(step):
@@ -194,21 +208,22 @@ def test_interrupted_stage_resumes_to_the_same_result(tmp_path, digits_train):
 
     # a crash after step 6: the run resumes from the periodic checkpoint of step 4
     with pytest.raises(RuntimeError):
-        run_stage(cfg, tmp_path / "run", 0, data, on_step=crash_at(6, RuntimeError("simulated crash")), log=print)
-    assert tf.train.latest_checkpoint(tmp_path / "run_0" / "train").endswith("ckpt-4")
-    assert _zero_gammas(tf.train.latest_checkpoint(tmp_path / "run_0" / "train")) > 0
+        run_stage(cfg, tmp_path / "run", 1, data, on_step=crash_at(6, RuntimeError("simulated crash")), log=print)
+    assert tf.train.latest_checkpoint(tmp_path / "run_1" / "train").endswith("ckpt-4")
+    assert _zero_gammas(tf.train.latest_checkpoint(tmp_path / "run_1" / "train")) > 0
     # Ctrl-C after step 9: a checkpoint of step 9 is written on the way out
     with pytest.raises(KeyboardInterrupt):
-        run_stage(cfg, tmp_path / "run", 0, data, on_step=crash_at(9, KeyboardInterrupt()), log=print)
-    assert tf.train.latest_checkpoint(tmp_path / "run_0" / "train").endswith("ckpt-9")
-    assert not (tmp_path / "run_1").exists()
-    result = run_stage(cfg, tmp_path / "run", 0, data, log=print)
+        run_stage(cfg, tmp_path / "run", 1, data, on_step=crash_at(9, KeyboardInterrupt()), log=print)
+    assert tf.train.latest_checkpoint(tmp_path / "run_1" / "train").endswith("ckpt-9")
+    assert not (tmp_path / "run_2").exists()
+    result = run_stage(cfg, tmp_path / "run", 1, data, log=print)
     assert result["status"] == "trained" and result["steps"] == 12 and result["zero_gammas"] > 0
+    assert result["widths_after"] != [8, 12, 12, 16]  # channels were pruned
 
-    ref, resumed = _weights(tmp_path / "ref_1" / "compact"), _weights(tmp_path / "run_1" / "compact")
-    assert ref.keys() == resumed.keys() and len(ref) > 40
+    ref, resumed = _weights(tmp_path / "ref_2" / "compact"), _weights(tmp_path / "run_2" / "compact")
+    assert ref.keys() == resumed.keys() and len(ref) >= 20
     for key in ref:
         np.testing.assert_allclose(resumed[key], ref[key], atol=1e-6, err_msg=key)
-    assert (tmp_path / "ref_0" / "pruned_channels.json").read_text() == (
-        tmp_path / "run_0" / "pruned_channels.json"
+    assert (tmp_path / "ref_1" / "pruned_channels.json").read_text() == (
+        tmp_path / "run_1" / "pruned_channels.json"
     ).read_text()

@@ -371,6 +371,20 @@ def test_readme_rows_and_the_faithful_settings():
     assert chain.readme_row("resnet20", 2, readme[:2]).endswith("/v2")
     model_b = readme_lineage((0.001, 0.005, 0.01), (0.1, 0.1, 0.1))  # the paper's model B: sparsifies again
     assert chain.readme_row("resnet20", 3, model_b) is None and not chain.readme_chain_matches(model_b)
+    # ... filed under the paper's own model-b row, a reproduction when run in full
+    assert chain.reported_row("resnet20", 3, model_b) == "paper/cifar10/resnet20/model-b"
+    assert chain.chain_matches("paper/cifar10/resnet20/model-b", model_b)
+    assert not chain.chain_matches("paper/cifar10/resnet20/model-b", readme)
+    assert chain.reported_row("resnet20", 3, readme) == "readme/cifar10/resnet20/v3"
+    convnet = readme_lineage((0.0002, 0.001, 0.002), (0.01, 0.01, 0.01), model="cnn4")
+    assert chain.reported_row("cnn4", 2, convnet[:2]) == "paper/cifar10/convnet/model-a"
+    assert chain.reported_row("cnn4", 3, convnet) == "paper/cifar10/convnet/model-b"
+    assert chain.chain_matches("paper/cifar10/convnet/model-b", convnet) and not chain.readme_chain_matches(convnet)
+    smoke_b = readme_lineage((0.001, 0.3, 0.6), (0.1, 0.1, 0.1), max_steps=30)  # SMOKE=1 ista-paper
+    assert chain.reported_row("resnet20", 3, smoke_b) == "paper/cifar10/resnet20/model-b"
+    assert not chain.chain_matches("paper/cifar10/resnet20/model-b", smoke_b)
+    assert chain.reported_row("resnet20", 1, readme[:1]) is None  # no row for version 1
+    assert chain.reported_row("cnn4", 3, readme_lineage((0.0002, 0.001, 0.0), (0.01,) * 3, model="cnn4")) is None
     for change in ({"bn_decay": 0.9}, {"precision": "mixed_bfloat16"}, {"accum_steps": 5}):
         assert not chain.readme_chain_matches(readme_lineage((0.001, 0.005, 0.0), (0.1, 0.1, 0.01), **change))
 
@@ -395,14 +409,33 @@ def test_data_dir_in_both_spellings(module):
         assert module.build_parser().parse_args([flag, "/d", *extra]).data_dir == "/d"
 
 
+ENTRY_POINTS = ("cifar10_train", "cifar10_eval", "export", "bench", "demo")
+# every entry point's --help in ONE fresh interpreter (TensorFlow starts once): its exit status after a
+# marker line, so that the output of each can be told apart
+HELP_ALL = """
+import importlib, sys
+for name in sys.argv[1:]:
+    print(f"@@ {name}", flush=True)
+    try:
+        importlib.import_module(f"ista_tf.{name}").main(["--help"])
+    except SystemExit as exit_:
+        print(f"@@ exit {exit_.code}", flush=True)
+"""
+
+
 @pytest.mark.slow  # a fresh interpreter: TensorFlow's start-up, about 5 s on an idle core
 def test_help_has_no_tensorflow_log_lines():
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     proc = subprocess.run(
-        [sys.executable, "-m", "ista_tf.cifar10_eval", "--help"], cwd=REPO, env=env, capture_output=True, text=True
+        [sys.executable, "-c", HELP_ALL, *ENTRY_POINTS], cwd=REPO, env=env, capture_output=True, text=True
     )
-    assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m ista_tf.cifar10_eval")
-    assert proc.stderr == ""  # no oneDNN / absl / CUDA start-up lines
+    assert proc.returncode == 0 and proc.stderr == ""  # no oneDNN / absl / CUDA start-up lines
+    outputs = proc.stdout.split("@@ ")[1:]
+    assert len(outputs) == 2 * len(ENTRY_POINTS)
+    for name, text, status in zip(ENTRY_POINTS, outputs[::2], outputs[1::2]):
+        head, _, body = text.partition("\n")
+        assert head == name and status.strip() == "exit 0", (name, status)
+        assert body.startswith(f"usage: python -m ista_tf.{name}") and "--" in body, name
 
 
 def test_paper_script_ends_with_a_results_check():
