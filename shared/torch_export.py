@@ -108,6 +108,46 @@ def save_exported(model: nn.Module, example: torch.Tensor, path: str | os.PathLi
     return path
 
 
+def export_program(model: nn.Module, example: torch.Tensor, *, dynamic_batch: bool = True):
+    """`torch.export.export` of the eval-mode model (batch dimension dynamic): trace once, then write it
+    with `save_program` and `program_to_onnx` (each tracing costs seconds on a ResNet)."""
+    with torch.no_grad():
+        return torch.export.export(model.eval(), (example,), dynamic_shapes=_dynamic(example, dynamic_batch))
+
+
+def save_program(program, path: str | os.PathLike) -> Path:
+    """Save an exported program to `path` (.pt2), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.pt2")
+    try:
+        torch.export.save(program, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def program_to_onnx(program, path: str | os.PathLike, *, opset: int = 18) -> Path:
+    """Write an exported program as ONNX (input 'input', output 'logits'; its dynamic dimensions kept),
+    atomically, without tracing the model again."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with _quiet_torch_logs(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            onnx_program = torch.onnx.export(
+                program, dynamo=True, input_names=["input"], output_names=["logits"], opset_version=opset,
+                external_data=False,
+            )  # fmt: skip
+            onnx_program.save(os.fspath(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def load_exported(path: str | os.PathLike) -> nn.Module:
     """The module of a saved `torch.export` program (trusted files only: it unpickles)."""
     return torch.export.load(os.fspath(path)).module()

@@ -1,6 +1,10 @@
 """Packing: the packed network computes what the masked model computes, and costs the MACs of the
-structure it promises (counted here from the masks), which is smaller than the dense model."""
+structure it promises (counted here from the masks), which is smaller than the dense model; the
+pack_model command writes TorchScript, ONNX and torch.export files that load in their runtimes and
+match the masked model."""
 
+import copy
+import itertools
 import json
 import zipfile
 
@@ -12,6 +16,7 @@ from dsp_torch.flops import reductions
 from dsp_torch.models import cifar_resnet, imagenet_resnet
 from dsp_torch.pack import PackOptions, pack, packed_macs, plan_model, to_torchscript
 from dsp_torch.pack_branches import pack_branches
+from dsp_torch.pack_grouped import OPTIONS, GroupedOptions, pack_grouped
 from dsp_torch.pack_model import main as pack_main
 
 pytestmark = pytest.mark.torch
@@ -86,6 +91,100 @@ def _union_structure_macs(model) -> tuple[int, int]:
     return macs, hidden_total
 
 
+def _group_structure_macs(model, kind: str) -> int:
+    """MACs that the group-aware packing `kind` promises, counted from the masks here. Per block the
+    filters F (conv_a: H, conv_b: Q, as in _union_structure_macs) are split by their group (argmax of
+    `group`); group g reads R_g = the live inputs (conv_a: all, conv_b: H) its kept kernels touch; a
+    part that reads nothing still reads one (zero) column. Per conv, x 9 HW:
+      union:   |U R_g| |F|
+      grouped: (groups) x max |R_g| x max |F_g|   (one grouped conv, groups padded to the largest)
+      mergeK:  min over assignments of the groups to K convs of sum |U R| |F| over the convs."""
+    sizes = {}
+    hooks = [
+        m.register_forward_hook(lambda mod, i, out: sizes.__setitem__(mod, out.shape[2] * out.shape[3]))
+        for m in model.modules()
+        if isinstance(m, torch.nn.Conv2d)
+    ]
+    with torch.inference_mode():
+        model(torch.zeros(1, 3, 32, 32))
+    for h in hooks:
+        h.remove()
+
+    def kept(conv):
+        return (conv.weight * conv.mask).abs().sum(dim=(2, 3)) > 0
+
+    def folded_bias(bn):
+        return bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)
+
+    def conv_cost(k, conv, filters, live):
+        assign = conv.group.argmax(dim=0)
+        groups = [filters & (assign == g) for g in range(conv.group.shape[0])]
+        groups = [g for g in groups if g.any()]
+        reads = [k[g][:, live].any(dim=0) for g in groups]
+        sizes_f = [int(g.sum()) for g in groups]
+
+        def union(sel):
+            return max(1, int(torch.stack([reads[i] for i in sel]).any(dim=0).sum())) * sum(sizes_f[i] for i in sel)
+
+        if kind == "union" or len(groups) == 1:
+            return union(range(len(groups)))
+        if kind == "grouped":
+            return len(groups) * max(1, max(int(r.sum()) for r in reads)) * max(sizes_f)
+        n = int(kind.removeprefix("merge"))
+        best = None
+        for labels in itertools.product(range(n), repeat=len(groups)):
+            cost = sum(union([i for i, lab in enumerate(labels) if lab == j]) for j in set(labels))
+            best = cost if best is None else min(best, cost)
+        return best
+
+    stem = model.conv_1_3x3
+    macs = stem.weight.numel() * sizes[stem] + model.classifier.weight.numel()
+    for stage in (model.stage_1, model.stage_2, model.stage_3):
+        for block in stage:
+            a, b = kept(block.conv_a), kept(block.conv_b)
+            hidden = (a.any(dim=1) | (folded_bias(block.bn_a) != 0)) & b.any(dim=0)
+            q = b[:, hidden].any(dim=1) | (folded_bias(block.bn_b) != 0)
+            if block.downsample is not None:
+                macs += block.downsample[0].weight.numel() * sizes[block.downsample[0]]
+            if q.any():
+                all_in = torch.ones(a.shape[1], dtype=torch.bool)
+                macs += 9 * conv_cost(a, block.conv_a, hidden, all_in) * sizes[block.conv_a]
+                macs += 9 * conv_cost(b, block.conv_b, q, hidden) * sizes[block.conv_b]
+    return macs
+
+
+@pytest.fixture(scope="module")
+def pruned20():
+    return _randomly_pruned(cifar_resnet(20))
+
+
+@pytest.mark.parametrize("kind", OPTIONS)
+def test_group_packings_equal_masked_and_cost_their_structure(pruned20, kind):
+    net, chosen = pack_grouped(pruned20, GroupedOptions(packing=kind))
+    x = torch.randn(4, 3, 32, 32)
+    with torch.inference_mode():
+        assert (net(x) - pruned20(x)).abs().max().item() < 1e-4
+    assert all(k == [kind, kind] for k in chosen)
+    assert packed_macs(net) == _group_structure_macs(pruned20, kind)
+    if kind == "union":
+        assert packed_macs(net) == _union_structure_macs(pruned20)[0]
+
+
+def test_auto_packing_picks_per_conv(pruned20):
+    """auto by MACs: per conv the cheapest kind, so no fixed kind costs less; auto by time (one image,
+    two candidates; whatever it picks) still computes the masked model."""
+    by_macs, chosen = pack_grouped(pruned20, GroupedOptions(packing="auto", choose_by="macs"))
+    fixed = {k: _group_structure_macs(pruned20, k) for k in OPTIONS}
+    assert packed_macs(by_macs) <= min(fixed.values())
+    assert len({k for ks in chosen for k in ks}) > 1  # the choice differs between convs here
+    timed, _ = pack_grouped(pruned20, GroupedOptions(packing="auto", batch=1, candidates=("union", "merge2")))
+    x = torch.randn(3, 3, 32, 32)
+    with torch.inference_mode():
+        assert (timed(x) - pruned20(x)).abs().max().item() < 1e-4
+        # scripted: the mixed kinds (one part / several parts, gather / none) all compile
+        assert (to_torchscript(by_macs)(x) - pruned20(x)).abs().max().item() < 1e-4
+
+
 @pytest.mark.parametrize(
     "options",
     [PackOptions(), PackOptions(align=8, channels_last=False), PackOptions(align=1, gather_below=1.0, full_above=1.0)],
@@ -148,10 +247,9 @@ def test_dead_block_and_constant_channels():
         assert (net(x) - model(x)).abs().max().item() < 1e-4
 
 
-def test_pack_model_command_roundtrip(tmp_path, capsys):
+def _save_pruned(model, tmp_path):
     from dsp_torch.checkpoints import save_checkpoint
 
-    model = _randomly_pruned(cifar_resnet(20))
     ckpt = tmp_path / "resnet20_P0g4c0.50.pkl"
     save_checkpoint(
         ckpt,
@@ -161,6 +259,12 @@ def test_pack_model_command_roundtrip(tmp_path, capsys):
         groups=4,
         best_acc=50.0,
     )
+    return ckpt
+
+
+def test_pack_model_command_roundtrip(tmp_path, capsys, pruned20):
+    model = pruned20
+    ckpt = _save_pruned(model, tmp_path)
     out = tmp_path / "packed.pt"
     assert pack_main(["--ckpt", str(ckpt), "--save", str(out), "-l", "20"]) == 0
     assert "max |packed - masked|" in capsys.readouterr().out
@@ -176,6 +280,44 @@ def test_pack_model_command_roundtrip(tmp_path, capsys):
     assert pack_main(["--ckpt", str(ckpt), "--save", str(tmp_path / "x.pt"), "-l", "56"]) == 2
 
 
+def test_pack_model_writes_onnx_and_torch_export(tmp_path, capsys, pruned20):
+    """--onnx / --exported: each file loads in its own runtime (onnxruntime; torch.export.load) and
+    gives the masked model's outputs at a batch size other than the export example's. Two of the
+    three blocks of each stage are pruned away (their branch writes nothing): a small graph to
+    export, and the dead-block case in every format."""
+    ort = pytest.importorskip("onnxruntime")
+    model = copy.deepcopy(pruned20)
+    with torch.no_grad():
+        for stage in (model.stage_1, model.stage_2, model.stage_3):
+            for block in stage[1:]:
+                for t in (block.conv_b.mask, block.conv_b.weight, block.bn_b.weight, block.bn_b.bias):
+                    t.zero_()
+    ckpt = _save_pruned(model, tmp_path)
+    paths = {k: tmp_path / f"p.{k}" for k in ("pt", "onnx", "pt2")}
+    argv = ["--ckpt", str(ckpt), "--save", str(paths["pt"]), "--packing", "grouped"]
+    assert pack_main(argv + ["--onnx", str(paths["onnx"]), "--exported", str(paths["pt2"])]) == 0
+    printed = capsys.readouterr().out
+    assert "max |ONNX in onnxruntime - masked|" in printed and "max |torch.export - masked|" in printed
+    x = torch.randn(3, 3, 32, 32)
+    with torch.inference_mode():
+        want = model(x).numpy()
+    session = ort.InferenceSession(str(paths["onnx"]), providers=["CPUExecutionProvider"])
+    got_onnx = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert abs(got_onnx - want).max() < 1e-4
+    with torch.inference_mode():
+        got_pt2 = torch.export.load(str(paths["pt2"])).module()(x).numpy()
+    assert abs(got_pt2 - want).max() < 1e-4
+    with zipfile.ZipFile(paths["pt"]) as z:
+        meta = json.loads(z.read(next(n for n in z.namelist() if n.endswith("dsp_torch_packed.json"))))
+    assert meta["packing"] == "grouped" and meta["onnx_max_abs_diff_vs_masked"] < 1e-4
+    assert meta["exported_max_abs_diff_vs_masked"] < 1e-4
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left
+    # an existing export file is never overwritten silently, and nothing is written then
+    paths["pt"].unlink()
+    assert pack_main(argv + ["--onnx", str(paths["onnx"])]) == 2
+    assert "exists" in capsys.readouterr().err and not paths["pt"].exists()
+
+
 @pytest.mark.realdata
 def test_released_model_packs_smaller_and_equal(checkpoint_root, cifar_dir):
     from dsp_torch.released import convert_released
@@ -187,7 +329,7 @@ def test_released_model_packs_smaller_and_equal(checkpoint_root, cifar_dir):
     conv = convert_released(path)
     net = pack(conv.model)
     test = load_cifar(cifar_dir, "cifar10", "test")
-    x = torch.from_numpy(test.images[:256]).permute(0, 3, 1, 2).float() / 255
+    x = torch.from_numpy(test.images[:64]).permute(0, 3, 1, 2).float() / 255
     x = (x - torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)) / torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
     with torch.inference_mode():
         assert (to_torchscript(net)(x) - conv.script(x)).abs().max().item() < 1e-4
@@ -202,6 +344,13 @@ def test_released_model_packs_smaller_and_equal(checkpoint_root, cifar_dir):
     with torch.inference_mode():
         assert (branches(x) - conv.script(x)).abs().max().item() < 1e-4
     assert packed_macs(branches) == reductions(conv.model, conv.arch)["whole_macs"] < 0.36 * dense
+    # group-aware packings: exact, and their MACs as counted independently from the masks (whole
+    # network; dense 125.75M, ideal 44.33M): union 61.91M, grouped 59.46M, merge2 51.79M, merge3 47.10M
+    merged, _ = pack_grouped(conv.model, GroupedOptions(packing="merge3"))
+    with torch.inference_mode():
+        assert (merged(x) - conv.script(x)).abs().max().item() < 1e-4
+    assert packed_macs(merged) == 47_103_104
+    assert packed_macs(pack_grouped(conv.model, GroupedOptions(packing="grouped"))[0]) == 59_459_456
     plans = plan_model(conv.model)
     assert sum(len(h) for p in plans for h in p.hidden) == hidden < 0.7 * (9 * (16 + 32 + 64))  # 0.695: dead dropped
     assert len(prunable_convs(conv.model)) == 54
