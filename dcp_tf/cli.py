@@ -62,143 +62,91 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     pass
 
 
+BOOL = "bool"  # a PocketFlow-style boolean flag: --flag, --flag true, --flag false
+
+
+def _add(group, rows) -> None:
+    """Add (flag, type, default, help[, choices]) rows to an argument group."""
+    for name, kind, default, help_text, *choices in rows:
+        if kind == BOOL:
+            group.add_argument(name, type=str2bool, nargs="?", const=True, default=default, help=help_text)
+        elif choices:
+            group.add_argument(name, default=default, choices=choices[0], help=help_text)
+        else:
+            group.add_argument(name, type=kind, default=default, help=help_text)
+
+
 def build_parser(dataset: str) -> argparse.ArgumentParser:
     h = MODEL_DEFAULTS[dataset]
     prog = f"python -m dcp_tf.resnet_at_{dataset}_run"
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
-
-    g = p.add_argument_group("PocketFlow run flags (nets/*_run.py, abstract_learner.py)")
-    g.add_argument(
-        "--learner",
-        default="full-prec",
-        choices=("full-prec", "dis-chn-pruned"),
-        help="full-prec: train the baseline into save_path; dis-chn-pruned: DCP from it",
-    )
-    g.add_argument("--exec_mode", default="train", choices=("train", "eval"), help="train, or evaluate a saved model")
-    g.add_argument(
-        "--enbl_multi_gpu",
-        type=str2bool,
-        nargs="?",
-        const=True,
-        default=False,
-        help="data-parallel on every GPU (tf.distribute.MirroredStrategy in Horovod's place; "
-        "MultiWorkerMirroredStrategy when TF_CONFIG names several workers); iterations / replicas",
-    )
-    g.add_argument("--log_dir", default="./logs", help="TensorBoard summaries and metrics.jsonl")
-    g.add_argument("--save_path", default="./models/model.ckpt", help="the pre-trained (full-prec) model")
-    g.add_argument("--save_path_eval", default="./models_eval/model.ckpt", help="full-prec model for evaluation")
-    g.add_argument("--summ_step", type=int, default=100, help="log every N steps")
-    g.add_argument("--save_step", type=int, default=10000, help="checkpoint every N steps")
-    g.add_argument(
-        "--enbl_dst",
-        type=str2bool,
-        nargs="?",
-        const=True,
-        default=False,
-        help="distillation from the pre-trained model in DCP's final fine-tuning",
-    )
-    g.add_argument("--loss_w_dst", type=float, default=4.0, help="distillation loss weight")
-    g.add_argument("--tempr_dst", type=float, default=4.0, help="distillation temperature (no T^2 factor)")
-    g.add_argument("--debug", type=str2bool, nargs="?", const=True, default=False, help="log every step")
-
-    g = p.add_argument_group("DCP flags (learners/discr_channel_pruning/learner.py)")
-    g.add_argument(
-        "--dcp_save_path",
-        default="./models_dcp/model.ckpt",
-        help="training checkpoints of the DCP run (masks, aux heads, optimisers, progress: resumable)",
-    )
-    g.add_argument(
-        "--dcp_save_path_eval",
-        default="./models_dcp_eval/model.ckpt",
-        help="the pruned model for evaluation and its slimmed export (SavedModel, TFLite)",
-    )
-    g.add_argument(
-        "--dcp_prune_ratio",
-        type=float,
-        default=0.5,
-        help="fraction of input channels removed from each pruned conv: keeps c - floor(ratio c)",
-    )
-    g.add_argument("--dcp_nb_stages", type=int, default=3, help="P, the number of discrimination-aware losses")
-    g.add_argument("--dcp_lrn_rate_adam", type=float, default=1e-3, help="Adam lr of block/layer fine-tuning")
-    g.add_argument("--dcp_nb_iters_block", type=int, default=10000, help="block-wise fine-tuning iterations")
-    g.add_argument(
-        "--dcp_nb_iters_layer",
-        type=int,
-        default=500,
-        help="layer-wise fine-tuning iterations after each channel addition",
-    )
-    g.add_argument(
-        "--dcp_variant",
-        default="pocketflow",
-        choices=("pocketflow", "paper"),
-        help="pocketflow: PocketFlow's learner; paper: the authors' 2018 code (the paper's tables)",
-    )
-    g.add_argument(
-        "--dcp_paper_stage_epochs",
-        type=float,
-        default=h["paper_stage_epochs"],
-        help="paper: epochs of stage fine-tuning (x0.1 at 40 %% and 60 %%)",
-    )
-    g.add_argument(
-        "--dcp_paper_select_samples",
-        type=int,
-        default=h["paper_select_samples"],
-        help="paper: images the channel scores are accumulated over (-1: the whole training set)",
-    )
-    g.add_argument(
-        "--dcp_paper_final_epochs",
-        type=float,
-        default=h["paper_final_epochs"],
-        help="paper: epochs of the final fine-tuning",
-    )
-    g.add_argument("--dcp_save_every_picks", type=int, default=1, help="checkpoint after every N channel additions")
-
-    g = p.add_argument_group(f"ModelHelper flags (nets/resnet_at_{dataset}.py)")
-    g.add_argument("--resnet_size", type=int, default=h["resnet_size"], help="ResNet depth")
-    g.add_argument(
-        "--resnet_def",
-        default="auto",
-        choices=("auto", "pocketflow", "paper"),
-        help="network: PocketFlow's ResNet or the paper's PreResNet (auto: that of --dcp_variant)",
-    )
-    g.add_argument("--batch_size", type=int, default=h["batch_size"], help="batch size per replica")
-    g.add_argument("--batch_size_eval", type=int, default=100, help="evaluation batch size")
-    g.add_argument("--lrn_rate_init", type=float, default=0.1, help="initial lr (x global batch / batch_size_norm)")
-    g.add_argument("--batch_size_norm", type=int, default=h["batch_size_norm"], help="lr normalising batch")
-    g.add_argument("--momentum", type=float, default=0.9, help="momentum coefficient")
-    g.add_argument("--loss_w_dcy", type=float, default=h["loss_w_dcy"], help="weight decay of non-BN variables")
-    g.add_argument("--nb_epochs_rat", type=float, default=1.0, help="scales the number of training epochs")
-
-    g = p.add_argument_group("extras")
-    g.add_argument(
-        "--data_dir",
-        default=None,
-        help="CIFAR-10 folder (cifar-10-batches-bin or -py) or ImageNet; default $PRUNING_DATA_DIR",
-    )
-    g.add_argument(
-        "--dataset_name",
-        default=dataset,
-        choices=(dataset, "digits") if dataset == "cifar10" else (dataset,),
-        help="digits: the embedded scikit-learn digits shaped like CIFAR (demo, tests)",
-    )
-    g.add_argument("--nb_iters_train", type=int, default=0, help="full-prec: steps instead of the epoch schedule")
-    g.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order")
-    g.add_argument(
-        "--logical_cpus",
-        type=int,
-        default=0,
-        help="split the CPU into N devices and mirror over them (tests tf.distribute on a CPU)",
-    )
-    g.add_argument("--accum_steps", type=int, default=1, help="gradient accumulation micro-batches per step")
-    g.add_argument("--xla", type=str2bool, nargs="?", const=True, default=False, help="jit_compile the steps")
-    g.add_argument(
-        "--bn_decay",
-        type=float,
-        default=None,
-        help="BN moving-average decay for short runs (default: the network's, 0.997 / 0.9)",
-    )
-    g.add_argument("--records", default=None, help="folder for the run record (default: none)")
-    g.add_argument("--no_export", action="store_true", help="skip the SavedModel/TFLite export")
+    # fmt: off
+    _add(p.add_argument_group("PocketFlow run flags (nets/*_run.py, abstract_learner.py)"), [
+        ("--learner", str, "full-prec", "full-prec: train the baseline into save_path; dis-chn-pruned: DCP from it",
+         ("full-prec", "dis-chn-pruned")),
+        ("--exec_mode", str, "train", "train, or evaluate a saved model", ("train", "eval")),
+        ("--enbl_multi_gpu", BOOL, False, "data-parallel on every GPU (tf.distribute.MirroredStrategy in Horovod's "
+         "place; MultiWorkerMirroredStrategy when TF_CONFIG names several workers); iterations / replicas"),
+        ("--log_dir", str, "./logs", "TensorBoard summaries and metrics.jsonl"),
+        ("--save_path", str, "./models/model.ckpt", "the pre-trained (full-prec) model"),
+        ("--save_path_eval", str, "./models_eval/model.ckpt", "full-prec model for evaluation"),
+        ("--summ_step", int, 100, "log every N steps"),
+        ("--save_step", int, 10000, "checkpoint every N steps"),
+        ("--enbl_dst", BOOL, False, "distillation from the pre-trained model in DCP's final fine-tuning"),
+        ("--loss_w_dst", float, 4.0, "distillation loss weight"),
+        ("--tempr_dst", float, 4.0, "distillation temperature (no T^2 factor)"),
+        ("--debug", BOOL, False, "log every step"),
+    ])
+    _add(p.add_argument_group("DCP flags (learners/discr_channel_pruning/learner.py)"), [
+        ("--dcp_save_path", str, "./models_dcp/model.ckpt",
+         "training checkpoints of the DCP run (masks, aux heads, optimisers, progress: resumable)"),
+        ("--dcp_save_path_eval", str, "./models_dcp_eval/model.ckpt",
+         "the pruned model for evaluation and its slimmed export (SavedModel, TFLite)"),
+        ("--dcp_prune_ratio", float, 0.5,
+         "fraction of input channels removed from each pruned conv: keeps c - floor(ratio c)"),
+        ("--dcp_nb_stages", int, 3, "P, the number of discrimination-aware losses"),
+        ("--dcp_lrn_rate_adam", float, 1e-3, "Adam lr of block/layer fine-tuning"),
+        ("--dcp_nb_iters_block", int, 10000, "block-wise fine-tuning iterations"),
+        ("--dcp_nb_iters_layer", int, 500, "layer-wise fine-tuning iterations after each channel addition"),
+        ("--dcp_variant", str, "pocketflow",
+         "pocketflow: PocketFlow's learner; paper: the authors' 2018 code (the paper's tables)",
+         ("pocketflow", "paper")),
+        ("--dcp_paper_stage_epochs", float, h["paper_stage_epochs"],
+         "paper: epochs of stage fine-tuning (x0.1 at 40 %% and 60 %%)"),
+        ("--dcp_paper_select_samples", int, h["paper_select_samples"],
+         "paper: images the channel scores are accumulated over (-1: the whole training set)"),
+        ("--dcp_paper_final_epochs", float, h["paper_final_epochs"], "paper: epochs of the final fine-tuning"),
+        ("--dcp_save_every_picks", int, 1, "checkpoint after every N channel additions"),
+    ])
+    _add(p.add_argument_group(f"ModelHelper flags (nets/resnet_at_{dataset}.py)"), [
+        ("--resnet_size", int, h["resnet_size"], "ResNet depth"),
+        ("--resnet_def", str, "auto",
+         "network: PocketFlow's ResNet or the paper's PreResNet (auto: that of --dcp_variant)",
+         ("auto", "pocketflow", "paper")),
+        ("--batch_size", int, h["batch_size"], "batch size per replica"),
+        ("--batch_size_eval", int, 100, "evaluation batch size"),
+        ("--lrn_rate_init", float, 0.1, "initial lr (x global batch / batch_size_norm)"),
+        ("--batch_size_norm", int, h["batch_size_norm"], "lr normalising batch"),
+        ("--momentum", float, 0.9, "momentum coefficient"),
+        ("--loss_w_dcy", float, h["loss_w_dcy"], "weight decay of non-BN variables"),
+        ("--nb_epochs_rat", float, 1.0, "scales the number of training epochs"),
+    ])
+    extras = p.add_argument_group("extras")
+    _add(extras, [
+        ("--data_dir", str, None,
+         "CIFAR-10 folder (cifar-10-batches-bin or -py) or ImageNet; default $PRUNING_DATA_DIR"),
+        ("--dataset_name", str, dataset, "digits: the embedded scikit-learn digits shaped like CIFAR (demo, tests)",
+         (dataset, "digits") if dataset == "cifar10" else (dataset,)),
+        ("--nb_iters_train", int, 0, "full-prec: steps instead of the epoch schedule"),
+        ("--seed", int, 0, "seed of initialisation and data order"),
+        ("--logical_cpus", int, 0, "split the CPU into N devices and mirror over them (tests tf.distribute on a CPU)"),
+        ("--accum_steps", int, 1, "gradient accumulation micro-batches per step"),
+        ("--xla", BOOL, False, "jit_compile the steps"),
+        ("--bn_decay", float, None, "BN moving-average decay for short runs (default: the network's, 0.997 / 0.9)"),
+        ("--records", str, None, "folder for the run record (default: none)"),
+    ])
+    # fmt: on
+    extras.add_argument("--no_export", action="store_true", help="skip the SavedModel/TFLite export")
     return p
 
 

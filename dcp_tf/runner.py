@@ -33,6 +33,14 @@ def load_splits(args, dataset: str):
     )
 
 
+def model_helper_fields(args, dataset: str) -> dict:
+    """The ModelHelper's schedule and the machinery flags, common to both learners' configs."""
+    h = cli.MODEL_DEFAULTS[dataset]
+    names = ("batch_size", "lrn_rate_init", "batch_size_norm", "momentum", "loss_w_dcy", "nb_epochs_rat",
+             "save_step", "seed", "accum_steps", "xla", "bn_decay")  # fmt: skip
+    return {**{k: getattr(args, k) for k in names}, "nb_epochs": h["nb_epochs"], "lr_epochs": h["lr_epochs"]}
+
+
 def dcp_config(args, dataset: str) -> dcp.DcpConfig:
     h = cli.MODEL_DEFAULTS[dataset]
     return dcp.DcpConfig(
@@ -42,14 +50,6 @@ def dcp_config(args, dataset: str) -> dcp.DcpConfig:
         lrn_rate_adam=args.dcp_lrn_rate_adam,
         nb_iters_block=args.dcp_nb_iters_block,
         nb_iters_layer=args.dcp_nb_iters_layer,
-        batch_size=args.batch_size,
-        lrn_rate_init=args.lrn_rate_init,
-        batch_size_norm=args.batch_size_norm,
-        momentum=args.momentum,
-        loss_w_dcy=args.loss_w_dcy,
-        nb_epochs=h["nb_epochs"],
-        lr_epochs=h["lr_epochs"],
-        nb_epochs_rat=args.nb_epochs_rat,
         enbl_dst=args.enbl_dst,
         loss_w_dst=args.loss_w_dst,
         tempr_dst=args.tempr_dst,
@@ -58,37 +58,20 @@ def dcp_config(args, dataset: str) -> dcp.DcpConfig:
         paper_select_samples=args.dcp_paper_select_samples,
         paper_final_epochs=args.dcp_paper_final_epochs,
         paper_final_lr_epochs=h["paper_final_lr_epochs"],
-        save_step=args.save_step,
         save_every_picks=args.dcp_save_every_picks,
-        summ_step=0 if args.summ_step <= 0 else args.summ_step,
-        seed=args.seed,
-        accum_steps=args.accum_steps,
-        xla=args.xla,
-        bn_decay=args.bn_decay,
+        summ_step=max(args.summ_step, 0),
+        **model_helper_fields(args, dataset),
     )
 
 
 def full_prec_config(args, dataset: str, fam: str) -> train.FullPrecConfig:
-    h = cli.MODEL_DEFAULTS[dataset]
     return train.FullPrecConfig(
         family=fam,
         dataset=dataset,
         resnet_size=args.resnet_size,
-        batch_size=args.batch_size,
-        lrn_rate_init=args.lrn_rate_init,
-        batch_size_norm=args.batch_size_norm,
-        momentum=args.momentum,
-        loss_w_dcy=args.loss_w_dcy,
-        nb_epochs=h["nb_epochs"],
-        lr_epochs=h["lr_epochs"],
-        nb_epochs_rat=args.nb_epochs_rat,
         nb_iters_train=args.nb_iters_train,
-        save_step=args.save_step,
         summ_step=args.summ_step,
-        seed=args.seed,
-        accum_steps=args.accum_steps,
-        xla=args.xla,
-        bn_decay=args.bn_decay,
+        **model_helper_fields(args, dataset),
     )
 
 

@@ -85,8 +85,9 @@ def full_prec(cfg: FullPrecConfig, split, folder: str | Path, strategy=None, log
         return ce, wd, {"correct": acc}
 
     train_step = tf_train.TrainStep(
-        strategy, opt.vars, loss, opt.apply, global_batch_size=micro, accum_steps=cfg.accum_steps, jit_compile=cfg.xla
-    )
+        strategy, opt.vars, loss, opt.apply, global_batch_size=micro, accum_steps=cfg.accum_steps, jit_compile=cfg.xla,
+        autograph=False,
+    )  # fmt: skip
     stream = data.Stream(split, micro, cfg.seed, int(step_var.numpy()) * global_batch)
     t0, done0 = time.time(), int(step_var.numpy())
     bar = tf_train.progress(total, "full-prec", done0)
@@ -121,7 +122,8 @@ def full_prec(cfg: FullPrecConfig, split, folder: str | Path, strategy=None, log
 def evaluate(model: ResNet, split, batch_size: int = 100) -> dict:
     """Top-1 accuracy and mean CE with inference BN over every example of `split`."""
 
-    @tf.function
+    batches = data.eval_batches(split, batch_size)
+
     def step(x, y):
         logits = model(x, training=False)
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
@@ -129,8 +131,10 @@ def evaluate(model: ResNet, split, batch_size: int = 100) -> dict:
             tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), y), tf.int32)
         )
 
+    # one trace for every batch size (the last batch may be smaller)
+    step = tf.function(step, input_signature=list(batches.element_spec), autograph=False)
     n = loss = correct = 0
-    for x, y in data.eval_batches(split, batch_size):
+    for x, y in batches:
         lsum, c = step(x, y)
         loss += float(lsum)
         correct += int(c)

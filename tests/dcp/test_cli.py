@@ -66,26 +66,3 @@ def test_finished_full_prec_model_is_not_overwritten(capsys, tmp_path):
                 "--save_path", str(folder / "model.ckpt"))  # fmt: skip
     assert "never overwritten" in err
     assert sorted(p.name for p in folder.iterdir()) == before
-
-
-@pytest.mark.slow
-def test_distillation_accumulation_and_eval_end_to_end(capsys, tmp_path):
-    """--enbl_dst and --accum_steps through a whole (tiny) run, then --exec_mode eval of its model."""
-    common = ["--dataset_name", "digits", "--resnet_size", "8", "--batch_size", "8", "--summ_step", "0",
-              "--save_path", str(tmp_path / "models/model.ckpt"), "--save_path_eval", str(tmp_path / "me/model.ckpt"),
-              "--dcp_save_path", str(tmp_path / "dcp/model.ckpt"),
-              "--dcp_save_path_eval", str(tmp_path / "dcp_eval/model.ckpt"),
-              "--log_dir", str(tmp_path / "logs")]  # fmt: skip
-    assert entry.main([*common, "--learner", "full-prec", "--nb_iters_train", "10"]) == 0
-    capsys.readouterr()
-    flags = ["--learner", "dis-chn-pruned", "--enbl_dst", "--accum_steps", "2", "--dcp_prune_ratio", "0.9375",
-             "--dcp_nb_stages", "1", "--dcp_nb_iters_block", "1", "--dcp_nb_iters_layer", "0",
-             "--nb_epochs_rat", "0.0005", "--dcp_save_every_picks", "0", "--no_export"]  # fmt: skip
-    assert entry.main([*common, *flags]) == 0
-    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert out["nonzero_in_pruned_slices"] == 0 and out["kept"]["stage3.block0.conv2"] == [4, 64]
-    assert entry.main([*common, *flags, "--exec_mode", "eval"]) == 0
-    ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert ev["top1"] == pytest.approx(out["top1"]) and ev["pr_msk"] == pytest.approx(out["pr_msk"])
-    assert entry.main([*common, *flags]) == 0  # finished: nothing redone, nothing overwritten
-    assert "already in" in capsys.readouterr().err
