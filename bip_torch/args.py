@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--accum-steps", type=int, default=1, help="micro-batches per step (gradient accumulation)")
     g.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 autocast (GPU)")
     g.add_argument("--deterministic", action="store_true", help="the original's setting: cuDNN off, deterministic")
+    g.add_argument("--channels-last", action="store_true", help="channels_last memory format (GPU speed)")
     g.add_argument("--train-limit", type=int, help="use only this many training images (class-balanced)")
     g.add_argument("--test-limit", type=int, help="evaluate on the first N test images only (smoke runs)")
     g.add_argument("--records", help="folder for the run record (default <run dir>/records)")

@@ -98,13 +98,17 @@ class Backward:
 
 
 def _grad_vec(model: nn.Module) -> torch.Tensor:
-    """BiP's grad2vec: the concatenated .grad of all parameters (each must exist, as in torch 1.x)."""
-    return torch.cat([p.grad.detach().flatten().clone() for p in model.parameters()])
+    """BiP's grad2vec: the concatenated .grad of all parameters. Under torch-1.x semantics every
+    parameter has one except those never trained (--freeze-bn's BN parameters, which crash the original
+    here): they are left out, of this vector and of `_add_vec_to_grads` alike."""
+    return torch.cat([p.grad.detach().flatten().clone() for p in model.parameters() if p.grad is not None])
 
 
 def _add_vec_to_grads(model: nn.Module, vec: torch.Tensor) -> None:
     at = 0
     for p in model.parameters():
+        if p.grad is None:
+            continue
         n = p.numel()
         p.grad.add_(vec[at : at + n].view_as(p.grad))
         at += n

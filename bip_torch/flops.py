@@ -98,6 +98,8 @@ def main(argv=None) -> int:
     if layer_type == "dense":
         layer_type = "unstructured"  # k = 1: everything kept
     model = build(args.arch, layer_type, classes, k)
+    if (ckpt.get("variant") or {}).get("hydra") == "original":
+        model._forward_pre_hooks.clear()  # --hydra-original: every layer ranks its own scores
     if sd is not None:
         missing, unexpected = model.load_state_dict(sd, strict=False)
         bad = [m for m in missing if not m.endswith("popup_scores")] + list(unexpected)

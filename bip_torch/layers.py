@@ -172,9 +172,15 @@ def global_masks(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def uses_global_mask(model: nn.Module) -> bool:
+    """Whether the model's forward builds one global unstructured mask (else each layer ranks its own
+    scores: --hydra-original, which removes the hook)."""
+    return any(h is _global_pre_hook for h in model._forward_pre_hooks.values())
+
+
 def hard_masks(model: nn.Module) -> dict[str, torch.Tensor]:
     """The binary mask of every masked module, as the forward pass uses it."""
-    glob = global_masks(model)
+    glob = global_masks(model) if uses_global_mask(model) else {}
     return {n: glob[n] if n in glob else m.hard_mask() for n, m in masked_modules(model)}
 
 

@@ -249,7 +249,8 @@ class Run:
         if a.hydra_original:  # HYDRA: every layer keeps the fraction k of its own weights
             for h in list(model._forward_pre_hooks):
                 del model._forward_pre_hooks[h]
-        return model.to(self.device)
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if a.channels_last else model
 
     def set_mode(self) -> None:
         a, m = self.args, self.model

@@ -1,6 +1,8 @@
 """Two bilevel iterations (released BiP and the paper's A1) on fixed batches; rank 0 saves both states.
 
     python -m torch.distributed.run --nproc_per_node 2 tests/bip/ddp_worker.py OUT
+    (the test runs rank 0 as a subprocess with the environment variables torchrun would set, rank 1
+    in its own process)
     (the test calls `train()` in its own process for the one-process and accumulated references)
 
 Each process takes its contiguous share of every global batch. BN runs on fixed running statistics

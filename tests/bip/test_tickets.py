@@ -41,8 +41,10 @@ def records(tmp_path_factory):
             _write(folder, "hydra", k, seed, 95.0, "prune", trainer="base")
             _write(folder, "hydra", k, seed, acc - 0.5, "finetune", trainer="base")
     tickets_main(["--records", str(folder)])
-    return {(r["variant"]["method"], r["variant"].get("bip_variant")): r
-            for _, r in iter_records([folder]) if r["row"] and r["row"].startswith("table1/")}  # fmt: skip
+    found = [r for _, r in iter_records([folder]) if r["row"] and r["row"].startswith("table1/")]
+    # one ticket per curve: BiP as coded, BiP as the paper, HYDRA after fine-tuning (its prune stage is none)
+    assert len(found) == 3
+    return {(r["variant"]["method"], r["variant"].get("bip_variant")): r for r in found}
 
 
 def test_sparsest_winning_ticket_by_hand(records):

@@ -8,9 +8,10 @@ import torch
 
 from bip_torch.args import parse_args
 from bip_torch.train import main, row_of, schedule_lr, variant_of
+from tests.bip.conftest import TINY_ARGS
 
 pytestmark = pytest.mark.torch
-TINY = ["--dataset", "digits", "--train-limit", "32", "--batch-size", "16", "--test-limit", "50"]
+TINY = TINY_ARGS  # the `pretrained` fixture (conftest) ran with these
 
 
 def test_yaml_values_override_defaults_and_command_line_flags_win():
@@ -98,14 +99,6 @@ def _run(argv):
     from bip_torch.train import run
 
     return run(pa(argv))
-
-
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bip")
-    res = _run(["--configs", "configs/CIFAR10/pretrain.yml", "--epochs", "1", "--exp-name", "p",
-                "--result-dir", str(root), *TINY])  # fmt: skip
-    return root, res["run_dir"] / "checkpoint" / "checkpoint.pth.tar"
 
 
 def test_result_folder_and_checkpoint_have_the_original_layout(pretrained):
