@@ -108,8 +108,15 @@ def load_checkpoint(path, what: str = "checkpoint") -> dict:
     raise UserError(f"{path}: not a DSP checkpoint (expected our checkpoint dict, [state_dict, acc] or a state dict)")
 
 
-def check_arch(ckpt: dict, path, depth: int | None = None, arch_name: str | None = None) -> None:
+def check_arch(
+    ckpt: dict, path, depth: int | None = None, arch_name: str | None = None, num_classes: int | None = None
+) -> None:
     arch = ckpt["arch"]
+    if num_classes is not None and int(arch.get("num_classes", num_classes)) != num_classes:
+        raise UserError(
+            f"{path} holds a {arch.get('num_classes')}-class model, but the data has {num_classes} classes: "
+            "a checkpoint trained on another data set"
+        )
     if depth is not None and arch.get("family") == "cifar" and int(arch["depth"]) != depth:
         raise UserError(f"{path} holds a ResNet-{arch['depth']}, but -l {depth} was given")
     if depth is not None and arch.get("family") != "cifar":

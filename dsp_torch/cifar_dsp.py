@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from dsp_torch.checkpoints import check_arch, load_checkpoint, model_from_checkpoint
 from dsp_torch.dsp_module import check_groups
@@ -38,12 +39,13 @@ def run(args) -> int:
     validate_dsp(args)
     check_groups(cifar_resnet(args.layers), args.groups)  # bad -l / -g before any data is read
     variant = dsp_variant(args, depth=args.layers, shortcut="B")
-    with StageRunner(args, "dsp", f"resnet{args.layers}_G{args.device}g{args.groups}.pkl", variant) as runner:
+    src = args.ckpt or str(Path(args.save_dir) / f"resnet{args.layers}.pkl")
+    name = f"resnet{args.layers}_G{args.device}g{args.groups}.pkl"
+    with StageRunner(args, "dsp", name, variant, source=src) as runner:
         if runner.finished_already():
             return 0
-        src = args.ckpt or str(runner.save_dir / f"resnet{args.layers}.pkl")
         ckpt = load_checkpoint(src, "pretrained checkpoint")
-        check_arch(ckpt, src, depth=args.layers)
+        check_arch(ckpt, src, depth=args.layers, num_classes=runner.data.num_classes)
         model = model_from_checkpoint(ckpt, src)
         group_learning.fit(runner, model, ckpt["arch"], {**vars(args), "stage": "dsp", "source": src}, variant)
         return 0

@@ -41,11 +41,14 @@ def cifar_loaders(
     seed: int = 0,
     train_limit: int | None = None,
     test_batch_size: int = 500,
+    test_limit: int | None = None,
 ) -> TrainTestData:
     train = load_image_classification(dataset, "train", data_dir)
     test = load_image_classification(dataset, "test", data_dir)
     if train_limit:
         train = _balanced_subset(train, train_limit)
+    if test_limit:
+        test = test.subset(test_limit)
     if len(train) < batch_size:
         raise UserError(f"--batch-size {batch_size} is larger than the {len(train)} training images")
     train_loader = TensorLoader(

@@ -51,7 +51,15 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", help="CIFAR-10 folder (default $PRUNING_DATA_DIR; else the digits set)")
     p.add_argument("--out", default="runs/demo/dsp_torch", help="output folder")
     p.add_argument("--records", help="folder for the run records (default <out>/records)")
-    p.add_argument("--epochs", type=int, nargs=3, default=[4, 1, 2], metavar=("PRETRAIN", "DSP", "FINETUNE"))
+    p.add_argument(
+        "--epochs",
+        type=int,
+        nargs=3,
+        default=[4, 1, 2],
+        metavar=("PRETRAIN", "DSP", "FINETUNE"),
+        help="epochs of the three stages: pretraining, group learning, fine-tuning (default 4 1 2; the "
+        "authors' recipe is 164 120 400)",
+    )
     args = p.parse_args(argv)
     dataset = demo_dataset(args.data_dir)
     out = Path(args.out)

@@ -28,6 +28,7 @@ is a named option, recorded in run records:
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 
 import torch
@@ -36,6 +37,7 @@ from torch import nn
 
 from dsp_torch.group_lasso import exact_second_order, layer_scale, reg_terms, released_second_order
 from shared.errors import UserError
+from shared.torch_train import progress
 
 PROBE_SIZE = 32  # the released hooks measure every layer on one random 1x3x32x32 input
 MAX_MISS = 5.0  # points of pruned FLOPs: a pruning result farther from its target is an error
@@ -316,14 +318,25 @@ class PruneWrapper(nn.Module):
         self._set_hard()
         saved = copy.deepcopy(self.model.state_dict())
         self.beta, lower, upper = 0.15, 0.0, 1.0
-        for _ in range(n_iter):
-            pflops, _ = self.prune()
+        self._say(
+            f"pruning to -p {rate}: {n_iter} bisection trials and the final prune, each with a dead-unit "
+            f"cascade of {self.cascade_passes} passes of {self.cascade_batch} random images "
+            "(--bisection-steps, --cascade-passes)"
+        )
+        t0 = time.time()
+        for i in range(n_iter):
+            tried = self.beta
+            pflops, _ = self.prune(desc=f"trial {i + 1}/{n_iter}")
             if pflops > rate * 100:
                 self.beta, upper = (self.beta + lower) / 2, self.beta
             else:
                 self.beta, lower = (self.beta + upper) / 2, self.beta
             self.model.load_state_dict(saved)
-        pflops, pparams = self.prune(verbose=self.verbose)
+            self._say(
+                f"  bisection trial {i + 1}/{n_iter}: beta {tried:.6f} prunes {pflops:.2f} % of the prunable-conv "
+                f"FLOPs (target {100 * rate:.2f} %), {time.time() - t0:.0f} s so far"
+            )
+        pflops, pparams = self.prune(verbose=self.verbose, desc="final prune")
         self._check_target(rate, pflops, n_iter)
         return pflops, pparams
 
@@ -387,7 +400,11 @@ class PruneWrapper(nn.Module):
         keep = self._threshold_keep(imp[None])[0].to(layer.mask.dtype)
         layer.mask.mul_(keep[:, None, None, None])
 
-    def prune(self, verbose: bool = False) -> tuple[float, float]:
+    def _say(self, text: str) -> None:
+        if self.verbose and self.rank == 0:
+            print(text, flush=True)
+
+    def prune(self, verbose: bool = False, desc: str = "") -> tuple[float, float]:
         """Masks at the current beta, then the dead-unit cascade, then the FLOPs/params summary."""
         if not hasattr(self, "_prob"):
             self._set_hard()
@@ -398,23 +415,26 @@ class PruneWrapper(nn.Module):
                 self._find_mask_fp(layer)
             for layer in self.layers:
                 layer.weight.mul_(layer.mask)
-        self._dead_unit_cascade()
+        self._dead_unit_cascade(desc)
         return self.summary(verbose)
 
-    def _dead_unit_cascade(self) -> None:
+    def _dead_unit_cascade(self, desc: str = "") -> None:
         """Accumulate gradients of random inputs/labels (released: 125 passes of 80 images, model in its
         current mode) and zero every filter/channel/BN unit whose gradient is exactly zero."""
         model = self.model
         device = self.layers[0].weight.device
         model.zero_grad(set_to_none=True)
+        bar = progress(self.cascade_passes, f"cascade {desc}".strip(), self.verbose and self.rank == 0, leave=False)
         with torch.enable_grad():
             for _ in range(self.cascade_passes):
+                bar.update()
                 x = torch.randn(
                     self.cascade_batch, 3, PROBE_SIZE, PROBE_SIZE, generator=self.generator, device="cpu"
                 ).to(device)
                 out = model(x)
                 y = torch.randint(0, out.shape[1], (self.cascade_batch,), generator=self.generator).to(device)
                 F.cross_entropy(out, y).backward()
+        bar.close()
         with torch.no_grad():
             for m in model.modules():
                 if isinstance(m, nn.Conv2d) and m.weight.grad is not None:

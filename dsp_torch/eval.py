@@ -18,7 +18,8 @@ import sys
 import torch
 
 from shared.data import CIFAR_MEAN, CIFAR_STD, load_image_classification
-from shared.errors import main_guard
+from shared.errors import UserError, check_count, main_guard
+from shared.paths import check_writable
 from shared.results.records import make_record, write_record
 from shared.torch_train import is_torchscript_archive
 
@@ -26,17 +27,27 @@ PACKED_META = "dsp_torch_packed.json"
 
 
 @torch.inference_mode()
-def evaluate_callable(fn, data_dir, dataset: str = "cifar10", batch_size: int = 500) -> tuple[float, int]:
-    """Top-1 % of fn (NCHW normalised float input -> logits) on the test split."""
+def evaluate_callable(
+    fn, data_dir, dataset: str = "cifar10", batch_size: int = 500, limit: int | None = None, source: str = "the model"
+) -> tuple[float, int]:
+    """Top-1 % of fn (NCHW normalised float input -> logits) on the test split (its first `limit`
+    images when given). A model whose outputs are not the data set's classes is refused."""
     test = load_image_classification(dataset, "test", data_dir)
+    n = len(test) if limit is None else min(limit, len(test))
     mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
     correct = 0
-    for i in range(0, len(test), batch_size):
-        x = torch.from_numpy(test.images[i : i + batch_size]).permute(0, 3, 1, 2).float() / 255
-        y = torch.from_numpy(test.labels[i : i + batch_size])
-        correct += int((fn((x - mean) / std).argmax(1) == y).sum())
-    return 100.0 * correct / len(test), len(test)
+    for i in range(0, n, batch_size):
+        x = torch.from_numpy(test.images[i : min(i + batch_size, n)]).permute(0, 3, 1, 2).float() / 255
+        y = torch.from_numpy(test.labels[i : min(i + batch_size, n)])
+        out = fn((x - mean) / std)
+        if out.ndim != 2 or out.shape[1] != test.num_classes:
+            raise UserError(
+                f"{source} gives {tuple(out.shape[1:])} outputs per image, but {dataset} has "
+                f"{test.num_classes} classes: a model trained for another data set"
+            )
+        correct += int((out.argmax(1) == y).sum())
+    return 100.0 * correct / n, n
 
 
 def _is_our_packed(path) -> bool:
@@ -53,8 +64,19 @@ def main(argv=None) -> int:
     )
     p.add_argument("--ckpt", required=True, help="released TorchScript, packed model or dsp_torch checkpoint")
     p.add_argument("--data-dir", help="folder holding CIFAR-10 (default $PRUNING_DATA_DIR)")
-    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "digits"])
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument(
+        "--dataset",
+        default="cifar10",
+        choices=["cifar10", "digits"],
+        help="test set: cifar10 (from --data-dir / $PRUNING_DATA_DIR; default) or digits, the embedded demo "
+        "set of the demo runs",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=500,
+        help="images per forward pass (default 500); changes memory use and speed, not the accuracy",
+    )
     p.add_argument(
         "--check-script",
         action="store_true",
@@ -62,6 +84,9 @@ def main(argv=None) -> int:
     )
     p.add_argument("--records", help="write a run record into this folder")
     args = p.parse_args(argv)
+    check_count("--batch-size", args.batch_size, 1, 10**6)
+    if args.records:  # the record is written after the evaluation: prove first that it can be
+        check_writable(args.records, "run record")
     from dsp_torch.flops import load_any, reductions
 
     metrics: dict = {}
@@ -69,13 +94,13 @@ def main(argv=None) -> int:
     test = load_image_classification(args.dataset, "test", args.data_dir)
     if is_torchscript_archive(args.ckpt) and _is_our_packed(args.ckpt):
         script = torch.jit.load(args.ckpt, map_location="cpu").eval()
-        acc, n = evaluate_callable(script, args.data_dir, args.dataset, args.batch_size)
+        acc, n = evaluate_callable(script, args.data_dir, args.dataset, args.batch_size, source=args.ckpt)
         print(f"{args.ckpt} (packed by dsp_torch): top-1 {acc:.2f} % on {n} test images")
         metrics["top1"] = acc
     else:
         model, arch, what = load_any(args.ckpt)
         model.eval()
-        acc, n = evaluate_callable(model, args.data_dir, args.dataset, args.batch_size)
+        acc, n = evaluate_callable(model, args.data_dir, args.dataset, args.batch_size, source=args.ckpt)
         print(f"{args.ckpt} ({what}): top-1 {acc:.2f} % on {n} test images")
         r = reductions(model, arch)
         metrics = {

@@ -11,7 +11,7 @@ import argparse
 
 import torch
 
-from shared.errors import UserError, check_range
+from shared.errors import UserError, check_count, check_range
 from shared.paths import data_root
 
 
@@ -70,6 +70,7 @@ def add_common_args(p: argparse.ArgumentParser, *, epochs: int, lr: float, wd: f
     g.add_argument("--channels-last", action="store_true", help="channels_last memory format (GPU speed)")
     g.add_argument("--compile", action="store_true", help="torch.compile the forward pass (GPU speed)")
     g.add_argument("--train-limit", type=int, help="use only this many training images (class-balanced)")
+    g.add_argument("--test-limit", type=int, help="evaluate on the first this many test images only (smoke runs)")
     g.add_argument("--records", help="folder for the run record (default <save_dir>/records)")
     g.add_argument("--overwrite", action="store_true", help="train again although the stage has finished")
     g.add_argument("--stop-after-epoch", type=int, help=argparse.SUPPRESS)  # simulates an interruption
@@ -105,6 +106,44 @@ def stage_device(device_type: str, gpu: str) -> str:
     return f"cuda:{index}"
 
 
+# Flags that do not define what a stage computes: where files go, the device, how the batch is split
+# (accumulation and processes give the same steps), speed options, the data's path (its identity is
+# compared instead) and the source checkpoint's path (its content hash is compared instead).
+NOT_DEFINING = frozenset(
+    {
+        "save_dir",
+        "device",
+        "device_type",
+        "workers",
+        "data_dir",
+        "dataset",
+        "val",
+        "records",
+        "overwrite",
+        "stop_after_epoch",
+        "recipe_epochs",
+        "accum_steps",
+        "channels_last",
+        "compile",
+        "ckpt",
+        "pretrained",
+        "command",
+    }
+)
+
+
+def stage_settings(args, source=None) -> dict:
+    """What defines a stage's result: every flag but NOT_DEFINING, and the content hash of the
+    checkpoint it starts from. A stage resumes, or counts as finished, only with the same settings."""
+    import hashlib
+    from pathlib import Path
+
+    settings = {k: v for k, v in sorted(vars(args).items()) if k not in NOT_DEFINING}
+    if source is not None and Path(source).is_file():
+        settings["source_sha256_16"] = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
+    return settings
+
+
 def validate_common(args) -> None:
     check_range("--epochs", args.epochs, 1, 10**6)
     check_range("--batch-size", args.batch_size, 1, 10**6)
@@ -112,6 +151,9 @@ def validate_common(args) -> None:
     check_range("--momentum", args.momentum, 0, 1, high_open=True)
     check_range("--wd", args.wd, 0, 1)
     check_range("--accum-steps", args.accum_steps, 1, 10**4)
+    for flag in ("train_limit", "test_limit"):
+        if getattr(args, flag, None) is not None:
+            check_count("--" + flag.replace("_", "-"), getattr(args, flag), 1)
 
 
 def add_dsp_args(p: argparse.ArgumentParser) -> None:
@@ -216,5 +258,11 @@ def validate_dsp(args) -> None:
 def validate_finetune(args) -> None:
     check_range("-g/--groups", args.groups, 1, 10**4)
     check_range("-p/--prune", args.prune, 0, 1, low_open=True, high_open=True)
-    check_range("-c/--cycles", args.cycles, 1, args.epochs)
+    check_count("-c/--cycles", args.cycles, 1)
+    if args.cycles > args.epochs:
+        raise UserError(
+            f"-c/--cycles {args.cycles} needs --epochs of at least {args.cycles} (each cycle is "
+            f"ceil(epochs / cycles) epochs); --epochs is {args.epochs}: pass --epochs {args.cycles} or more, "
+            f"or fewer cycles"
+        )
     check_range("--cascade-passes", args.cascade_passes, 1, 10**5)

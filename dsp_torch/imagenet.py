@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from dsp_torch.checkpoints import load_checkpoint, model_from_checkpoint
 from dsp_torch.cifar_finetune import load_group_learned
@@ -123,7 +124,12 @@ def run(args) -> int:
     ctx = setup_distributed(args.device_type)
     data = _data(args, ctx, ctx.device)
     arch["num_classes"] = data.num_classes
-    with StageRunner(args, args.command, name, variant, data=data) as runner:
+    src = None
+    if args.command == "finetune":
+        src = args.ckpt or str(Path(args.save_dir) / f"{args.arch}_G{args.device}g{args.groups}.pkl")
+    elif getattr(args, "pretrained", None):
+        src = args.pretrained
+    with StageRunner(args, args.command, name, variant, data=data, source=src) as runner:
         if runner.finished_already():
             return 0
         config = {**vars(args), "stage": args.command}
@@ -133,7 +139,6 @@ def run(args) -> int:
                 model.fc = type(model.fc)(model.fc.in_features, data.num_classes)
             group_learning.fit(runner, model, arch, config, variant)
         else:
-            src = args.ckpt or str(runner.save_dir / f"{args.arch}_G{args.device}g{args.groups}.pkl")
             model, ckpt = load_group_learned(src, args.groups, arch_name=args.arch)
             p = round(args.prune, 2)
             finetune.fit(

@@ -136,11 +136,15 @@ class RunFolderLock:
 
         with RunFolderLock(stage_folder, "stage 1"):
             ...  # write in stage_folder
+
+    `name` gives the lock file another name, for runs that share a folder but not their files (DSP's
+    stages, one job per GPU in one save folder, each lock `.<output>.lock`); with `remove=True` the
+    lock file is deleted on release (a waiting `acquire` notices the swap and retries).
     """
 
-    def __init__(self, folder: str | os.PathLike, what: str = "run"):
-        self.folder, self.what = Path(folder), what
-        self.path = self.folder / LOCK_NAME
+    def __init__(self, folder: str | os.PathLike, what: str = "run", name: str = LOCK_NAME, remove: bool = False):
+        self.folder, self.what, self.remove = Path(folder), what, remove
+        self.path = self.folder / name
         self._fd: int | None = None
         self._created = False
 
@@ -186,12 +190,14 @@ class RunFolderLock:
         try:
             if self._created:  # a folder this run made and left empty: remove it (still locked)
                 self._remove_if_empty()
+            if self.remove:
+                self.path.unlink(missing_ok=True)
         finally:
             os.close(fd)
 
     def _remove_if_empty(self) -> None:
         try:
-            if self._created and {p.name for p in self.folder.iterdir()} <= {LOCK_NAME}:
+            if self._created and {p.name for p in self.folder.iterdir()} <= {self.path.name}:
                 self.path.unlink(missing_ok=True)
                 self.folder.rmdir()
         except OSError:

@@ -167,12 +167,19 @@ def accumulate_backward(
 
 
 def save_atomic(obj, path: str | os.PathLike) -> Path:
-    """torch.save through a temporary file and a rename: a crash never leaves half a checkpoint."""
+    """torch.save through a temporary file and a rename: a crash never leaves half a checkpoint.
+
+    The object is serialised in memory first and written with `shared.paths.atomic_write_bytes`, so a
+    failed write (read-only folder, no space left) raises WriteFailed naming the path and the cause
+    (torch.save itself reports a full disk only as "unexpected pos"), and no temporary file is left."""
+    import io
+
+    from shared.paths import atomic_write_bytes
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
@@ -198,7 +205,36 @@ def load_weights(path: str | os.PathLike, what: str = "checkpoint"):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, foreign pickle, objects that would need code to load
-        raise UserError(f"cannot load {what} {path}: {str(err).splitlines()[0][:200]}") from err
+        raise UserError(f"cannot load {what} {path}: {_why_not_loadable(path, err)}") from err
+
+
+def _why_not_loadable(path: Path, err: Exception) -> str:
+    """What the file is and what was expected, instead of torch's advice to set weights_only=False."""
+    expected = "expected a file written by torch.save (tensors in plain dicts and lists)"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        size = path.stat().st_size
+    except OSError as os_err:
+        return f"cannot read it ({os_err.strerror or os_err})"
+    if size == 0:
+        return f"the file is empty (0 bytes); {expected}"
+    text = str(err)
+    if "Weights only load failed" in text:  # torch's long message: keep only the unpickler's reason
+        reason = text.split("WeightsUnpickler error:", 1)[-1].strip().split("\n")[0].strip()
+        if "Unsupported global" in reason:
+            return (
+                f"it holds objects that only code could rebuild ({reason[:160]}); it is not loaded, as "
+                f"loading would run that code; {expected}"
+            )
+        if head.startswith(b"PK") or head[:1] == b"\x80":
+            return f"a pickle the safe loader cannot read ({reason[:160]}); {expected}"
+        return f"not a torch.save file ({size:,} bytes, neither a zip archive nor a pickle); {expected}"
+    if head.startswith(b"PK"):
+        return f"a damaged or truncated torch.save archive ({size:,} bytes); {expected}"
+    if head[:1] == b"\x80":
+        return f"a damaged or truncated pickle ({size:,} bytes: {type(err).__name__}); {expected}"
+    return f"not a torch.save file ({size:,} bytes, neither a zip archive nor a pickle); {expected}"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -301,11 +337,12 @@ class TensorLoader:
 # ----------------------------------------------------------------------------------------------------
 
 
-def progress(total: int, desc: str = "", enabled: bool = True):
-    """A tqdm bar, disabled when stdout is not a terminal (logs stay clean) or on ranks other than 0."""
+def progress(total: int, desc: str = "", enabled: bool = True, leave: bool = True):
+    """A tqdm bar, disabled when stdout is not a terminal (logs stay clean) or on ranks other than 0;
+    `leave=False` clears it when it closes (bars of sub-steps)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, ncols=120, disable=not (enabled and sys.stdout.isatty()))
+    return tqdm(total=total, desc=desc, ncols=120, leave=leave, disable=not (enabled and sys.stdout.isatty()))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -113,7 +113,7 @@ def fit(runner: StageRunner, model: nn.Module, arch: dict, config: dict, variant
     model, train_model = runner.prepare(model)
     loop = Finetune(runner, model, pruner, arch, config, variant)
     config = loop.keeper.fields["config"]
-    runner.write_config(config)
+    runner.start(config)
     state = runner.load_resume_state()
     if state is None:
         loop.prune_to(args.prune)

@@ -87,7 +87,7 @@ def fit(runner: StageRunner, model: nn.Module, arch: dict, config: dict, variant
     model, train_model = runner.prepare(model)
     loop = GroupLearning(runner, model, train_model, arch, config, variant)
     config = loop.keeper.fields["config"]
-    runner.write_config(config)
+    runner.start(config)
     state = runner.load_resume_state()
     if state is not None:
         loop.load_state(state)

@@ -53,7 +53,7 @@ def fit(runner: StageRunner, model: nn.Module, arch: dict, config: dict) -> floa
     """Train; returns the best test accuracy (None if interrupted)."""
     model, train_model = runner.prepare(model)
     loop = Pretrain(runner, model, arch, config)
-    runner.write_config(config)
+    runner.start(config)
     state = runner.load_resume_state()
     if state is not None:
         loop.load_state(state)

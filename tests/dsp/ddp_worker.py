@@ -1,7 +1,7 @@
-"""Two SGD steps (optionally DSP group-learning steps) on fixed digits batches; rank 0 saves the weights.
+"""Two SGD steps and two DSP group-learning steps on fixed digits batches (ResNet-8); rank 0 saves both.
 
-    python tests/dsp/ddp_worker.py OUT [--dsp] [--accum K]                       # one process
-    python -m torch.distributed.run --nproc_per_node 2 tests/dsp/ddp_worker.py OUT [--dsp]
+    python -m torch.distributed.run --nproc_per_node 2 tests/dsp/ddp_worker.py OUT
+    train(DistContext(), dsp, accum)                                     # one process, in the test
 
 BN layers run on their running statistics (eval mode), so that the result does not depend on how
 the global batch is split over processes or micro-batches: what is compared is the loop machinery.
@@ -13,9 +13,18 @@ import torch
 from torch import nn
 
 from dsp_torch.dsp_module import GroupWrapper
-from dsp_torch.models import cifar_resnet
+from dsp_torch.models.cifar_resnet import CifarResNet
 from shared.data import CIFAR_MEAN, CIFAR_STD, load_digits_cifar
-from shared.torch_train import TensorLoader, accumulate_backward, cleanup_distributed, setup_distributed, wrap_ddp
+from shared.torch_train import (
+    DistContext,
+    TensorLoader,
+    accumulate_backward,
+    cleanup_distributed,
+    setup_distributed,
+    wrap_ddp,
+)
+
+DEPTH = 8  # the loop machinery does not depend on the depth
 
 
 @torch.no_grad()
@@ -32,27 +41,21 @@ def calibrate_and_freeze_bn(model, images):
             m.eval()
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("out")
-    p.add_argument("--dsp", action="store_true")
-    p.add_argument("--accum", type=int, default=1)
-    args = p.parse_args()
-    torch.set_num_threads(1)
-    ctx = setup_distributed("cpu")
+def train(ctx: DistContext, dsp: bool, accum: int = 1) -> dict:
+    """The weights after two steps of 16 images (SGD, or SGD + the DSP group-learning step)."""
     torch.manual_seed(0)
-    model = cifar_resnet(20)
+    model = CifarResNet(DEPTH)
     data = load_digits_cifar("train").subset(32)
     loader = TensorLoader(data.images, data.labels, 16, ctx.device, CIFAR_MEAN, CIFAR_STD, train=True, seed=0, ctx=ctx)
     train_model = wrap_ddp(model, ctx)
-    opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9, weight_decay=1e-3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
     crit = nn.CrossEntropyLoss()
 
     def backward(x, y):
-        accumulate_backward(train_model, crit, x, y, args.accum, ctx.device)
+        accumulate_backward(train_model, crit, x, y, accum, ctx.device)
 
     gw = None
-    if args.dsp:
+    if dsp:
         gw = GroupWrapper(
             model,
             opt,
@@ -79,8 +82,18 @@ def main():
         opt.step()
         if gw:
             gw.after_step(x, y)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("out")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    ctx = setup_distributed("cpu")
+    results = {"sgd": train(ctx, False), "dsp": train(ctx, True)}
     if ctx.is_main:
-        torch.save(model.state_dict(), args.out)
+        torch.save(results, args.out)
     if ctx.distributed:
         torch.distributed.barrier()  # no rank tears the group down while another still uses it
     cleanup_distributed()
