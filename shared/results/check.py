@@ -435,7 +435,7 @@ def format_check(
 def format_records(records: list[dict]) -> str:
     """One line per run record: paper, kind, row, data, seed, the main metrics."""
     keys = ("top1", "flops_reduction_pct", "params_reduction_pct", "params", "test_loss")
-    header = f"{'paper':5} {'kind':14} {'row':34} {'data':22} {'seed':>4}  metrics"
+    header = f"{'paper':5} {'kind':14} {'row':44} {'data':22} {'seed':>4}  metrics"
     lines = [header, "-" * len(header)]
     for r in records:
         data = f"{r['data']['name']} (n={r['data'].get('n')})"
@@ -444,5 +444,5 @@ def format_records(records: list[dict]) -> str:
         stage = r["variant"].get("stage") or r["variant"].get("version")  # a training stage or an evaluated version
         row = (r["row"] or "-") + (f" [{stage}]" if stage else "")
         seed = "-" if r["seed"] is None else r["seed"]
-        lines.append(f"{r['paper']:5} {r['kind'][:14]:14} {row[:34]:34} {data[:22]:22} {seed:>4}  {ms}")
+        lines.append(f"{r['paper']:5} {r['kind'][:14]:14} {row[:44]:44} {data[:22]:22} {seed:>4}  {ms}")
     return "\n".join(lines)
