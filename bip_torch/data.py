@@ -8,7 +8,7 @@
   `shared.data.tinyimagenet`); ImageNet mean/std, and, as the original, normalise BEFORE the
   pad-crop, so the padding is the mean colour (zero in normalised space).
 - ImageNet: BiP's LMDB files (`<data-dir>/train.lmdb`, `val.lmdb`; `--dataset ImageNet`) or class
-  folders (`<data-dir>/train`, `val`; `--dataset ImageNetOrigin`), torchvision transforms.
+  folders (`<data-dir>/train`, `val`; `--dataset ImageNetOrigin`), torchvision transforms (`shared.torch_imagenet`).
 - The "val" loader is, as in the original, a second, independently shuffled loader over the TRAINING
   set (the bilevel trainer's lower level reads it); nothing is held out.
 - `digits` (an addition): the embedded scikit-learn digits shaped like CIFAR, for demos and tests.

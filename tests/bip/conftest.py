@@ -21,7 +21,7 @@ def _one_thread():
 TINY_ARGS = ["--dataset", "digits", "--train-limit", "32", "--batch-size", "16", "--test-limit", "50"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def pretrained(tmp_path_factory):
     """(result root, checkpoint) of one epoch of dense pretraining on TINY_ARGS (shared by the train.py tests)."""
     from bip_torch.args import parse_args
