@@ -56,6 +56,9 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
         help="use the first N training images for the memory bank and fine-tuning (smoke runs)",
     )
     p.add_argument("--test_limit", type=int, default=None, help="evaluate on the first N test images (smoke runs)")
+    p.add_argument(
+        "--image_size", type=int, default=224, help="ILSVRC crop size (smaller for smoke runs; FLOPs counted at 224)"
+    )
 
 
 def add_finetune_flags(p: argparse.ArgumentParser) -> None:
@@ -115,6 +118,6 @@ def check_common(args) -> int:
         wanted = [int(i) for i in str(args.gpu_id).split(",") if i.strip()]
         if gpus:
             tf.config.set_visible_devices([gpus[i] for i in wanted if i < len(gpus)], "GPU")
-    if args.dataset == "ILSVRC":
-        raise UserError("the ILSVRC path is not implemented in this version (CIFAR10/CIFAR100 only)")
+    if args.dataset == "ILSVRC" and getattr(args, "image_size", 224) < 32:
+        raise UserError(f"--image_size must be >= 32, got {args.image_size}")
     return num_classes

@@ -82,7 +82,7 @@ def _uniform(seed, shape, lo, hi):
     return tf.random.stateless_uniform(shape, seed=seed, minval=lo, maxval=hi)
 
 
-@tf.function(reduce_retracing=True)
+@tf.function(reduce_retracing=True, autograph=False)
 def _augment(images, seed, dataset_mean, dataset_std, jitter: bool):
     s = tf.unstack(tf.random.experimental.stateless_split(seed, num=6))
     x = tf.cast(images, tf.float32)

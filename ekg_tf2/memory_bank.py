@@ -8,7 +8,7 @@ M_k = the logits of teacher k on the whole training set, unaugmented (normalised
 order, batches of 256, BN batch statistics, with the teacher's masks loaded into the gates. Stored as
 `<train_path>/<DATASET>_knowledge.npy`, float32 [N, classes, K], written chunk by chunk into a
 memory-mapped .npy (so an ImageNet bank, ~25 GB for ResNet-50, never has to fit in RAM) and renamed
-into place when complete.
+into place when complete. The data are read once: each batch goes through every teacher in turn.
 """
 
 from __future__ import annotations
@@ -57,24 +57,39 @@ def build_memory_bank(
     log: Callable[[str], None] = print,
 ) -> Path:
     """Write the teachers' logits on `images` (uint8, dataset order) to `path` (.npy, memory-mapped)."""
+    batches = (data.normalize(images[i : i + batch_size], dataset) for i in range(0, len(images), batch_size))
+    return write_memory_bank(search, batches, len(images), path, teachers, log)
+
+
+def write_memory_bank(
+    search: EKGSearch, batches, n: int, path: str | Path, teachers: list[int], log: Callable[[str], None] = print
+) -> Path:
+    """Write the teachers' logits on `batches` (normalised images of the n training samples, in order) to
+    `path`: one pass over the data, every teacher's masks applied to each batch in turn, each chunk of rows
+    written into the memory-mapped .npy as it is computed (an ImageNet bank never has to fit in RAM)."""
     path = Path(path)
     model = search.model
     forward = search.forward  # the search's compiled passes: no second tracing
-    n, k = len(images), len(teachers)
+    k = len(teachers)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     path.parent.mkdir(parents=True, exist_ok=True)
     bank = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, model.num_classes, k))
     saved = search.history[-1]
     try:
-        for j, t in enumerate(teachers):
-            search.apply_mask_state(search.history[t])
-            for i in range(0, n, batch_size):
-                x = data.normalize(images[i : i + batch_size], dataset)
-                bank[i : i + batch_size, :, j] = forward.logits(x, training=True).numpy()
-            log(f"memory bank: teacher {j} = history entry {t} (val loss {search.history[t]['loss']:.4f})")
+        i = 0
+        for x in batches:
+            b = int(x.shape[0])
+            for j, t in enumerate(teachers):
+                search.apply_mask_state(search.history[t])
+                bank[i : i + b, :, j] = forward.logits(x, training=True).numpy()
+            i += b
+        if i != n:
+            raise UserError(f"memory bank: {i} images arrived, expected {n}")
         bank.flush()
         del bank
         os.replace(tmp, path)
+        for j, t in enumerate(teachers):
+            log(f"memory bank: teacher {j} = history entry {t} (val loss {search.history[t]['loss']:.4f})")
     finally:
         search.apply_mask_state(saved)
         if tmp.exists():

@@ -30,9 +30,9 @@ import numpy as np
 
 from ekg_tf2 import cli, data, params
 from ekg_tf2.flops import count, full_counts
-from ekg_tf2.memory_bank import bank_path, build_memory_bank, select_teachers
+from ekg_tf2.memory_bank import bank_path, build_memory_bank, select_teachers, write_memory_bank
 from ekg_tf2.search import EKGSearch, SearchConfig
-from ekg_tf2.train import FinetuneConfig, FineTuner, evaluate, use_xla
+from ekg_tf2.train import FinetuneConfig, FineTuner, evaluate_split, use_xla
 from shared import safe_pickle, tf_train
 from shared.errors import UserError, main_guard
 from shared.paths import atomic_write_bytes, atomic_write_text, checkpoint_root
@@ -52,14 +52,25 @@ def default_pretrained(arch: str, dataset: str) -> Path:
 
 def warm_up(model, strategy, images: np.ndarray, labels: np.ndarray, dataset: str, batch: int, jit: bool, log) -> None:
     """One epoch of plain CE over D^subset (research/ekg.md 1.3), unaugmented, before the gates exist."""
-    cfg = FinetuneConfig(batch_size=batch, epochs=1, xla="off", **WARMUP)
-    tuner = FineTuner(model, strategy, cfg, jit)
     steps = max(len(labels) // batch, 1)
     batch = min(batch, len(labels))
-    loss = 0.0
-    for s in range(steps):
-        x = data.normalize(images[s * batch : (s + 1) * batch], dataset)
-        loss = tuner.update(x, labels[s * batch : (s + 1) * batch].astype(np.int32))["loss"]
+    batches = (
+        (data.normalize(images[s * batch : (s + 1) * batch], dataset), labels[s * batch : (s + 1) * batch])
+        for s in range(steps)
+    )
+    warm_up_batches(model, strategy, batches, batch, jit, log)
+
+
+def warm_up_batches(model, strategy, batches, batch: int, jit: bool, log) -> None:
+    """The warm-up's updates over (normalised images, labels) batches of `batch` (a smaller one is dropped)."""
+    cfg = FinetuneConfig(batch_size=batch, epochs=1, xla="off", **WARMUP)
+    tuner = FineTuner(model, strategy, cfg, jit)
+    loss, steps = 0.0, 0
+    for x, y in batches:
+        if int(x.shape[0]) != batch and steps:
+            break
+        loss = tuner.update(x, np.asarray(y, np.int32))["loss"]
+        steps += 1
     log(f"warm-up: {steps} steps of {batch} over D^subset, last loss {loss:.4f}")
 
 
@@ -91,8 +102,14 @@ def run_search_stage(args, log: Callable[[str], None] = print, on_iteration=None
     )
     cfg.validate()
     pretrained = Path(args.trained_param) if args.trained_param else default_pretrained(args.arch, args.dataset)
-    train = data.load_split(args.dataset, "train", args.data_dir)
-    test = data.limited(data.load_split(args.dataset, "test", args.data_dir), args.test_limit)
+    imagenet = args.dataset == "ILSVRC"
+    if imagenet:
+        from ekg_tf2 import imagenet as inet
+
+        train, test = inet.load_splits(args.data_dir, args.image_size, None, args.test_limit)
+    else:
+        train = data.load_split(args.dataset, "train", args.data_dir)
+        test = data.limited(data.load_split(args.dataset, "test", args.data_dir), args.test_limit)
     sub_idx, val_idx = data.search_subsets(train.labels, args.val_per_class, args.subset_per_class)
     strategy = tf_train.make_strategy(args.distribute)
     jit = use_xla(args.xla) and tf_train.xla_possible(strategy)
@@ -105,7 +122,12 @@ def run_search_stage(args, log: Callable[[str], None] = print, on_iteration=None
     weights = params.read_params(source)
     with strategy.scope():
         model = params.model_from_params(args.arch, args.dataset, weights, str(source))
-    if source == pretrained:
+    if source == pretrained and imagenet:
+        batch = min(args.search_batch_size, len(sub_idx))
+        warm_up_batches(model, strategy, train.batches(batch, sub_idx), batch, jit, log)
+        if tf_train.is_chief(strategy):
+            params.write_params(warm, params.model_params(model))
+    elif source == pretrained:
         warm_up(
             model,
             strategy,
@@ -122,7 +144,11 @@ def run_search_stage(args, log: Callable[[str], None] = print, on_iteration=None
         log(f"warm-up done before: loaded {warm}")
     t_warm = time.time() - t0
 
-    val_x = data.normalize(train.images[val_idx], args.dataset).numpy()
+    if imagenet:  # preprocessed once into a memory-mapped file: the search passes over it many times
+        cache = train_path / "search_val.npy" if tf_train.is_chief(strategy) else Path(tempfile.mkdtemp()) / "v.npy"
+        val_x = train.cache(val_idx, cache, args.search_batch_size)
+    else:
+        val_x = data.normalize(train.images[val_idx], args.dataset).numpy()
     search = EKGSearch(model, strategy, val_x, train.labels[val_idx], cfg, jit_compile=jit, log=log)
     state_file = train_path / "search_state.pkl"
     if state_file.is_file():
@@ -153,14 +179,19 @@ def run_search_stage(args, log: Callable[[str], None] = print, on_iteration=None
     bank = bank_path(train_path, args.dataset)
     # every worker takes part in the collective forward passes; only the chief's copy is kept
     target = bank if tf_train.is_chief(strategy) else Path(tempfile.mkdtemp(prefix="ekg-bank-")) / bank.name
-    bank_images = data.limited(train, args.train_limit).images
-    build_memory_bank(search, bank_images, args.dataset, target, teachers, args.search_batch_size, log)
+    if imagenet:
+        n = len(train) if args.train_limit is None else min(args.train_limit, len(train))
+        bank_batches = (x for x, _ in train.batches(args.search_batch_size, np.arange(n)))
+        write_memory_bank(search, bank_batches, n, target, teachers, log)
+    else:
+        bank_images = data.limited(train, args.train_limit).images
+        build_memory_bank(search, bank_images, args.dataset, target, teachers, args.search_batch_size, log)
     search.apply_mask_state(final)
 
     slim = params.slim(model)
     slimmed = params.model_from_params(args.arch, args.dataset, slim, "slimmed network")
     counts, base = count(slimmed), full_counts(args.arch, args.dataset)
-    acc = {m: evaluate(slimmed, test.images, test.labels, args.dataset, m) for m in ("batch-stats", "moving-average")}
+    acc = {m: evaluate_split(slimmed, test, args.dataset, m) for m in ("batch-stats", "moving-average")}
     if tf_train.is_chief(strategy):
         params.write_params(train_path / "slimmed_params.pkl", slim)
     result = {
@@ -186,6 +217,7 @@ def run_search_stage(args, log: Callable[[str], None] = print, on_iteration=None
         "d_val": len(val_idx),
         "d_subset": len(sub_idx),
         "memory_bank": str(bank),
+        **({"recipe": "inferred", "image_size": args.image_size} if imagenet else {}),
     }
     log(
         f"pruned {args.arch}: {100 * result['flops_rate']:.2f} % FLOPs kept ({counts.macs / 1e6:.2f} M of "

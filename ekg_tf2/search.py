@@ -96,9 +96,10 @@ class DistributedForward:
 
     def __init__(self, model: ResNet, strategy: tf.distribute.Strategy, jit_compile: bool = False):
         self.model, self.strategy = model, strategy
-        self._eval = tf_train.compile_fn(self._eval_fn, jit_compile, strategy)
-        self._importance = tf_train.compile_fn(self._importance_fn, jit_compile, strategy)
-        self._logits = tf_train.compile_fn(self._logits_fn, jit_compile, strategy)
+        # the model's Python control flow never depends on a tensor: traced without autograph
+        self._eval = tf_train.compile_fn(self._eval_fn, jit_compile, strategy, autograph=False)
+        self._importance = tf_train.compile_fn(self._importance_fn, jit_compile, strategy, autograph=False)
+        self._logits = tf_train.compile_fn(self._logits_fn, jit_compile, strategy, autograph=False)
 
     def _gather(self, value):
         return self.strategy.gather(value, axis=0) if self.strategy.num_replicas_in_sync > 1 else value

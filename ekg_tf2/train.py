@@ -148,7 +148,9 @@ def ekg_per_example(views: tf.Tensor, labels: tf.Tensor, bank: tf.Tensor, t: flo
 
 
 class NesterovSGD(tf.Module):
-    """SGD with Nesterov momentum as Keras 2's SGD(nesterov=True): v <- m v - lr g; w <- w + m v - lr g."""
+    """SGD with Nesterov momentum as Keras 2's SGD(nesterov=True): v <- m v - lr g; w <- w + m v - lr g,
+    one fused kernel per variable (the one Keras 2 ran; a tenth of the ops to trace). Called in
+    cross-replica context: `extended.update` applies it to every copy of a mirrored variable."""
 
     def __init__(self, variables, learning_rate: float, momentum: float = 0.9):
         super().__init__(name="sgd")
@@ -156,10 +158,20 @@ class NesterovSGD(tf.Module):
         self.momentum = float(momentum)
         self.velocities = [tf.Variable(tf.zeros(v.shape), trainable=False, name="velocity") for v in variables]
 
+    def _apply_one(self, v, g, vel):
+        return tf.raw_ops.ResourceApplyKerasMomentum(
+            var=v.handle,
+            accum=vel.handle,
+            lr=tf.cast(self.lr, g.dtype),
+            grad=g,
+            momentum=self.momentum,
+            use_nesterov=True,
+        )
+
     def apply(self, grads, variables) -> None:
+        extended = tf.distribute.get_strategy().extended
         for g, v, vel in zip(grads, variables, self.velocities):
-            vel.assign(self.momentum * vel - self.lr * g)
-            v.assign_add(self.momentum * vel - self.lr * g)
+            extended.update(v, self._apply_one, args=(g, vel), group=False)
 
 
 class FineTuner:
@@ -181,6 +193,7 @@ class FineTuner:
             global_batch_size=cfg.batch_size // cfg.accum,
             accum_steps=cfg.accum,
             jit_compile=jit_compile,
+            autograph=False,  # no tensor-dependent Python control flow: traced as plain Python
         )
 
     def _compute_loss(self, features, labels):
@@ -209,6 +222,13 @@ class FineTuner:
     def features(self, images: np.ndarray, labels: np.ndarray, bank_rows, seed: tuple[int, int], dataset: str):
         """The global batch's (features, labels) as the step takes them (two views + packed bank rows
         with the memory bank; one view and int labels without)."""
+        if dataset == "ILSVRC":  # augmented by the input pipeline (ekg_tf2.imagenet): [B, 2, H, W, 3] or [B, H, W, 3]
+            if self.cfg.knowledge != "ensemble":
+                return images, tf.constant(labels)
+            packed = np.concatenate(
+                [labels[:, None].astype(np.float32), np.asarray(bank_rows).reshape(len(labels), -1)], 1
+            )
+            return images, tf.constant(packed)
         if self.cfg.knowledge == "ensemble":
             v1 = data.augment(images, (seed[0], 2 * seed[1]), dataset, jitter=True)
             v2 = data.augment(images, (seed[0], 2 * seed[1] + 1), dataset, jitter=True)
@@ -241,13 +261,26 @@ def evaluate(model: ResNet, images: np.ndarray, labels: np.ndarray, dataset: str
     train.py); batch-stats: BN with the statistics of each batch, nothing updated (the original test.py)."""
     if mode not in BN_MODES:
         raise UserError(f"BN evaluation mode must be one of {BN_MODES}, got {mode!r}")
+    return evaluate_batches(model, data.eval_batches(images, labels, batch, dataset), mode)
+
+
+def evaluate_batches(model: ResNet, batches, mode: str) -> dict:
+    """Top-1/top-5 (%) over (normalised images, int32 labels) batches."""
+    if mode not in BN_MODES:
+        raise UserError(f"BN evaluation mode must be one of {BN_MODES}, got {mode!r}")
     fn = _eval_fn(model, mode == "batch-stats")
-    top1 = top5 = 0
-    for x, y in data.eval_batches(images, labels, batch, dataset):
-        t1, t5 = fn(x, y)
-        top1, top5 = top1 + int(t1), top5 + int(t5)
-    n = len(labels)
+    top1 = top5 = n = 0
+    for x, y in batches:
+        t1, t5 = fn(x, tf.cast(y, tf.int32))
+        top1, top5, n = top1 + int(t1), top5 + int(t5), n + int(y.shape[0])
     return {"top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "n": n, "bn": mode}
+
+
+def evaluate_split(model: ResNet, split, dataset: str, mode: str, batch: int = 256) -> dict:
+    """`evaluate` on a CIFAR ArraySplit, or over an ILSVRC split's batches (ekg_tf2.imagenet)."""
+    if dataset == "ILSVRC":
+        return evaluate_batches(model, split.batches(batch), mode)
+    return evaluate(model, split.images, split.labels, dataset, mode, batch)
 
 
 _EVAL_FNS: dict = {}
@@ -264,7 +297,7 @@ def _eval_fn(model, training: bool):
             top5 = tf.reduce_sum(tf.cast(tf.math.in_top_k(y, logits, k), tf.int32))
             return top1, top5
 
-        _EVAL_FNS[key] = tf.function(fn, reduce_retracing=True)
+        _EVAL_FNS[key] = tf.function(fn, reduce_retracing=True, autograph=False)
     return _EVAL_FNS[key]
 
 
@@ -306,7 +339,10 @@ def run_finetune(
     bank = None
     if cfg.knowledge == "ensemble":
         bank = open_bank(bank_file, len(train_split), model.num_classes)
-    stream = data.TrainStream(train_split, cfg.batch_size, cfg.seed)
+    if dataset == "ILSVRC":
+        stream = train_split.stream(cfg.batch_size, cfg.seed, views=2 if cfg.knowledge == "ensemble" else 1)
+    else:
+        stream = data.TrainStream(train_split, cfg.batch_size, cfg.seed)
     spe = cfg.steps_per_epoch or stream.steps_per_epoch
     total = cfg.epochs * spe if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * spe)
     chief = tf_train.is_chief(strategy)
@@ -347,7 +383,7 @@ def run_finetune(
         if on_step is not None:
             on_step(step)
         if step % spe == 0 or step == total:
-            ev = evaluate(model, test_split.images, test_split.labels, dataset, "moving-average", cfg.val_batch_size)
+            ev = evaluate_split(model, test_split, dataset, "moving-average", cfg.val_batch_size)
             lr = float(tuner.opt.lr.numpy())
             log(
                 f"epoch {(step - 1) // spe + 1}: step {step}/{total}, train loss {last['loss']:.4f}, "
@@ -360,7 +396,7 @@ def run_finetune(
     keeper.close()
     metrics.close()
     if ev is None:
-        ev = evaluate(model, test_split.images, test_split.labels, dataset, "moving-average", cfg.val_batch_size)
+        ev = evaluate_split(model, test_split, dataset, "moving-average", cfg.val_batch_size)
     result = {
         "top1": ev["top1"],
         "top5": ev["top5"],
@@ -420,8 +456,14 @@ def run(args, log: Callable[[str], None] = print, search: dict | None = None) ->
 
     cli.check_common(args)
     cfg = config_from_args(args)
-    train_split = data.limited(data.load_split(args.dataset, "train", args.data_dir), args.train_limit)
-    test_split = data.limited(data.load_split(args.dataset, "test", args.data_dir), args.test_limit)
+    if args.dataset == "ILSVRC":
+        from ekg_tf2 import imagenet
+
+        limits = (args.train_limit, args.test_limit)
+        train_split, test_split = imagenet.load_splits(args.data_dir, args.image_size, *limits)
+    else:
+        train_split = data.limited(data.load_split(args.dataset, "train", args.data_dir), args.train_limit)
+        test_split = data.limited(data.load_split(args.dataset, "test", args.data_dir), args.test_limit)
     bank_file = args.memory_bank or bank_path(Path(args.trained_param).parent, args.dataset)
     result = run_finetune(
         cfg,

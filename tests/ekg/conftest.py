@@ -1,6 +1,6 @@
-"""Fixtures of the ekg_tf2 tests: small splits, and the replica check started in the background (two
-logical CPU devices need a fresh interpreter; starting it with the first test overlaps its TensorFlow
-start-up and tracing with the other tests)."""
+"""Fixtures of the ekg_tf2 tests: small splits, and the replica checks started in the background (two
+logical CPU devices need a fresh interpreter, two workers two processes; starting them with the first
+test overlaps their TensorFlow start-up and tracing with the other tests)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parents[2]
 REPLICA_TEST = "test_two_cpu_replicas_agree_with_one"
+MULTIWORKER_TEST = "test_two_workers_agree_with_one_process"
 
 
 @pytest.fixture(scope="session")
@@ -27,11 +28,20 @@ def digits_split():
     )
 
 
-@pytest.fixture(scope="session", autouse=True)
-def replica_check(request):
-    if not any(item.name == REPLICA_TEST for item in request.session.items):
+def _background(request, test: str, module: str):
+    if not any(item.name == test for item in request.session.items):
         yield None
         return
-    run = BackgroundRun([sys.executable, "-m", "tests.ekg.replica_check"])
+    run = BackgroundRun([sys.executable, "-m", module])
     yield run
     run.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def replica_check(request):
+    yield from _background(request, REPLICA_TEST, "tests.ekg.replica_check")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def multiworker_check(request):
+    yield from _background(request, MULTIWORKER_TEST, "tests.ekg.multiworker_check")

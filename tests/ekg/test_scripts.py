@@ -1,5 +1,6 @@
-"""scripts/ekg: DRY_RUN prints the original commands with the README flags; both scripts are wired to
-the results check and to SMOKE sizes."""
+"""scripts/ekg: DRY_RUN prints the original commands with the README flags (the ImageNet recipe
+inferred); both scripts are wired to the results check and to SMOKE sizes. The ImageNet path itself
+runs end to end in test_imagenet.py."""
 
 from __future__ import annotations
 
@@ -29,5 +30,9 @@ def test_smoke_sizes_and_the_imagenet_plan():
     cmds = _dry("cifar_ablation.sh", SMOKE="1")
     assert len([c for c in cmds if "train_cifar" in c]) == 1 and "--max_steps 2" in cmds[0]
     plan = _dry("imagenet_resnet50.sh")
-    assert len(plan) == 2 and all("--arch ResNet-50 --dataset ILSVRC" in c for c in plan)
-    assert "--search_target_rate 0.55" in plan[0] and "--search_target_rate 0.45" in plan[1]
+    search = [c for c in plan if "ekg_tf2.pruning" in c]
+    kd = [c for c in plan if "ekg_tf2.train " in c + " "]
+    assert len(search) == len(kd) == 2 and all("--arch ResNet-50 --dataset ILSVRC" in c for c in search + kd)
+    assert "--search_target_rate 0.55" in search[0] and "--search_target_rate 0.45" in search[1]
+    assert all("--Knowledge --temperature 10" in c and "--learning_rate 0.05" in c for c in kd)
+    assert plan[-1].endswith("--paper ekg --only-run")

@@ -142,3 +142,19 @@ def test_two_cpu_replicas_agree_with_one(replica_check):
     assert r["search_chosen"][0] == r["search_chosen"][1]
     assert r["search_score_diff"] < 1e-4 and r["knowledge_diff"] < 1e-4
     assert r["bank_diff"] < 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # ~30 s in the background on an idle machine; allow for a busy one
+def test_two_workers_agree_with_one_process(multiworker_check):
+    # MultiWorkerMirroredStrategy over 2 local CPU worker processes (TF_CONFIG on loopback ports): the
+    # same fine-tuning update and search iteration as one process on the same global batches
+    returncode, stdout, stderr = multiworker_check.result(timeout=1000)
+    assert returncode == 0, stderr[-3000:]
+    a, b = json.loads(stdout.strip().splitlines()[-1])["workers"]
+    assert a["replicas"] == b["replicas"] == 2 and a["chief"] and not b["chief"]
+    assert a["finetune_checksum"] == pytest.approx(b["finetune_checksum"], rel=1e-6)
+    assert a["search_scores"] == pytest.approx(b["search_scores"], rel=1e-6)
+    assert a["finetune_moved"] > 1e-3 and a["finetune_max_diff"] < 5e-5
+    assert a["search_gate"][0] == a["search_gate"][1] and a["search_chosen"][0] == a["search_chosen"][1]
+    assert a["search_score_diff"] < 1e-4 and a["knowledge_diff"] < 1e-4
