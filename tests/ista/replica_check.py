@@ -69,34 +69,40 @@ def weight_decay_check(with_wd: dict, without: dict) -> dict:
     return {"kernels": len(with_wd["kernels"]), "max_error": worst, "largest_effect": largest}
 
 
+SMALL_CNN4 = [8, 12, 12, 16]
+
+
 def whole_stage() -> dict:
     """Two short stages of a chain under MirroredStrategy in one process, then an evaluation: checkpoints
     of mirrored and on-read variables, averaged weights, compression, and a second stage whose
     all-reduces have the pruned model's shapes (with a new MirroredStrategy per stage TensorFlow aborts
-    on "Shape mismatch in the collective instance"). cnn4: the same machinery as resnet20 (whose step
-    run() checks) at a third of the tracing time."""
-    from ista_tf import cifar10_eval
+    on "Shape mismatch in the collective instance"). A small cnn4 (its version 1 written here; stages 1
+    and 2): the same machinery as resnet20 (whose step run() checks) at a fraction of the cost."""
+    from ista_tf import chain, cifar10_eval
+    from ista_tf.models import build_model
     from ista_tf.train import run_stage
     from shared.data import load_image_classification
 
     data = load_image_classification("digits", "train").subset(128)
     common = {"model": "cnn4", "batch_size": 16, "distribute": "mirrored"}
     with tempfile.TemporaryDirectory() as tmp:
+        start = build_model({"model": "cnn4", "widths": SMALL_CNN4}, seed=3)
+        chain.write_compact(start, chain.compact_dir(f"{tmp}/run", 1), [])
         first = run_stage(
-            StageConfig(l1_penalty=0.5, max_steps=6, save_checkpoint_steps=3, **common),
+            StageConfig(l1_penalty=3.0, max_steps=6, save_checkpoint_steps=3, **common),
             f"{tmp}/run",
-            0,
+            1,
             data,
             log=lambda line: None,
         )
         second = run_stage(
-            StageConfig(l1_penalty=0.0, max_steps=2, **common), f"{tmp}/run", 1, data, log=lambda line: None
+            StageConfig(l1_penalty=0.0, max_steps=2, **common), f"{tmp}/run", 2, data, log=lambda line: None
         )
-        ev = cifar10_eval.run_eval(f"{tmp}/run", 2, "cnn4", data.subset(40), log=lambda line: None)
+        ev = cifar10_eval.run_eval(f"{tmp}/run", 3, "cnn4", data.subset(40), log=lambda line: None)
     return {
         "steps": [first["steps"], second["steps"]],
         "widths": [first["widths_after"], second["widths_after"]],
-        "params": ev["params"],
+        "params": [first["params_before"], ev["params"]],
         "one_strategy": tf_train.make_strategy("mirrored") is tf_train.make_strategy("mirrored"),
     }
 
