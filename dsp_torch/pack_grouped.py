@@ -134,9 +134,16 @@ def _partitions(items: list[int], k: int):
             yield [[first]] + p
 
 
-def stage_spec(kind: str, groups: list[list[int]], kept: torch.Tensor, in_pos: list[int | None]) -> StageSpec:
+def _up(n: int, align: int) -> int:
+    return -(-n // align) * align
+
+
+def stage_spec(
+    kind: str, groups: list[list[int]], kept: torch.Tensor, in_pos: list[int | None], align: int = 1
+) -> StageSpec:
     """The stage of kind `kind` for filter groups `groups` (filter ids) of a conv whose (out, in) kept
-    kernels are `kept`, reading a tensor whose position p holds input channel in_pos[p] (None: zero)."""
+    kernels are `kept`, reading a tensor whose position p holds input channel in_pos[p] (None: zero).
+    `align` > 1 rounds every part's (or group's) filter count up with zero filters."""
     first_pos: dict[int, int] = {}
     for p, c in enumerate(in_pos):
         if c is not None and c not in first_pos:
@@ -155,7 +162,7 @@ def stage_spec(kind: str, groups: list[list[int]], kept: torch.Tensor, in_pos: l
         return StageSpec(kind, [([None], [None])])
     if kind == "grouped" and len(groups) > 1:
         cols = [reads(g) for g in groups]
-        m_in, m_out = max(1, max(len(c) for c in cols)), max(len(g) for g in groups)
+        m_in, m_out = max(1, max(len(c) for c in cols)), _up(max(len(g) for g in groups), align)
         rows_all = [r for g in groups for r in g + [None] * (m_out - len(g))]
         cols_all = [p for c in cols for p in c + [None] * (m_in - len(c))]
         return StageSpec(kind, [(rows_all, cols_all)], n_groups=len(groups))
@@ -171,7 +178,8 @@ def stage_spec(kind: str, groups: list[list[int]], kept: torch.Tensor, in_pos: l
     parts = []
     for s in sets:
         rows = [f for i in s for f in groups[i]]
-        parts.append((rows, reads(rows) or [None]))  # constant filters read position 0 through zeros
+        cols = reads(rows) or [None]  # constant filters read position 0 through zeros
+        parts.append((rows + [None] * (_up(len(rows), align) - len(rows)), cols))
     return StageSpec(kind, parts)
 
 
@@ -239,6 +247,7 @@ class GroupedOptions:
     batch: int = 128
     image_size: int = 32
     candidates: tuple[str, ...] = OPTIONS
+    align: int = 1  # round each part's filter count up to a multiple of this (zero filters)
 
 
 @torch.no_grad()
@@ -260,7 +269,7 @@ def pack_block(block: nn.Module, opts: GroupedOptions, x: torch.Tensor | None) -
         kinds_here = opts.candidates if opts.packing == "auto" else (opts.packing,)
         best = None
         for kind in kinds_here:
-            spec = stage_spec(kind, groups, kept, in_pos)
+            spec = stage_spec(kind, groups, kept, in_pos, opts.align)
             stage = build_stage(spec, conv, in_pos).eval()
             if len(kinds_here) == 1:
                 best = (0.0, spec, stage)

@@ -170,6 +170,18 @@ def test_group_packings_equal_masked_and_cost_their_structure(pruned20, kind):
         assert packed_macs(net) == _union_structure_macs(pruned20)[0]
 
 
+def test_aligned_group_packing(pruned20):
+    """align=8: every part's filter count rounded up with zero filters; still the masked model, and
+    dearer than the exact widths but cheaper than dense."""
+    net, _ = pack_grouped(pruned20, GroupedOptions(packing="merge2", align=8))
+    x = torch.randn(4, 3, 32, 32)
+    with torch.inference_mode():
+        assert (net(x) - pruned20(x)).abs().max().item() < 1e-4
+    part_convs = [m.conv for m in net.modules() if m.__class__.__name__ == "Part"]
+    assert part_convs and all(c.out_channels % 8 == 0 for c in part_convs)
+    assert _group_structure_macs(pruned20, "merge2") < packed_macs(net) < DENSE_RESNET20
+
+
 def test_auto_packing_picks_per_conv(pruned20):
     """auto by MACs: per conv the cheapest kind, so no fixed kind costs less; auto by time (one image,
     two candidates; whatever it picks) still computes the masked model."""
