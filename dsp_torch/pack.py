@@ -20,6 +20,8 @@ FLOPs. Here every residual block becomes one short chain of plain convs instead:
 Intra-channel group sparsity inside one conv is not kept (a conv reads the union of its groups'
 channels): at these widths small per-group convs are slower than one conv over the union. The packed
 model's MACs (`packed_macs`) are therefore higher than the DSP kernel count; both are reported.
+`dsp_torch.pack_grouped` keeps part of the group structure (grouped convs, groups merged into k
+convs): fewer MACs, but its extra gathers and concatenations make it slower on CPUs (README).
 
 The result computes exactly what the masked model computes (up to float reassociation) and is saved
 as TorchScript (`torch.jit.script` + `torch.jit.freeze`).
