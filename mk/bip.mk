@@ -22,5 +22,5 @@ bip-fig4: $(TORCH_STAMP) ## BiP: Fig. 4 filter-wise curves, 4 panels x 8 k x 3 s
 bip-time: $(TORCH_STAMP) ## BiP: one BiP run vs IMP rounds to the same k (CIFAR-10 ResNet-18); DATA_DIR
 	PY="$(TORCH_PY)" DATA_DIR="$(DATA_DIR)" bash scripts/bip/time_vs_imp.sh
 
-bip-bench: $(TORCH_STAMP) ## BiP: slimmed ResNet-18 (k=0.5 filter) vs dense, 4 runtimes; CSR at 90/98.6 %; epoch costs
+bip-bench: $(TORCH_STAMP) ## BiP: slimmed ResNet-18 and VGG-16 (k=0.5 filter) vs dense, 4 runtimes; CSR at 90/98.6 %; epoch costs
 	$(TORCH_PY) -m bip_torch.bench
