@@ -94,28 +94,27 @@ def test_adapters_match_flop_counter():
     assert torch_flops(dsp20, 32) == 2 * conv_fc_macs(dsp_specs(dsp20)) == 2 * 40_813_184
 
 
-@pytest.fixture(scope="module")
-def pruned_resnet20():
-    from dsp_torch.models import cifar_resnet
-    from tests.dsp.test_pack import _randomly_pruned
-
-    return _randomly_pruned(cifar_resnet(20))
-
-
-def test_packed_models_match_flop_counter(pruned_resnet20):
-    """Our packed network and the authors' branch form: the MACs they execute (`packed_macs`, from
-    forward hooks on their convs) against FlopCounterMode. The branch form executes exactly the
-    kept (filter, input channel) kernels, which is the kernel-granular conv-fc count of shared.flops
-    (dsp_torch.flops.model_specs on the masked model) plus the zero-weight column that a filter with
-    a constant output reads."""
+def test_packed_models_match_flop_counter():
+    """Packed networks of a randomly pruned ResNet-8 (one block per stage, the projection shortcuts
+    included): the MACs they execute (`packed_macs`, forward hooks on their convs, weight elements x
+    output pixels) against FlopCounterMode, for our union packing, one grouped conv per layer
+    (`groups` = 4: FlopCounterMode divides C_in by the groups) and the authors' branch form."""
+    from dsp_torch.models.cifar_resnet import CifarResNet
     from dsp_torch.pack import PackOptions, pack, packed_macs
     from dsp_torch.pack_branches import pack_branches
+    from dsp_torch.pack_grouped import GroupedOptions, pack_grouped
+    from tests.dsp.test_pack import _randomly_pruned
 
-    ours, branches = pack(pruned_resnet20, PackOptions(align=1)), pack_branches(pruned_resnet20)
-    for net in (ours, branches):
+    model = _randomly_pruned(CifarResNet(8))
+    dense = torch_flops(CifarResNet(8), 32) // 2
+    ours = pack(model, PackOptions(align=1))
+    grouped, _ = pack_grouped(model, GroupedOptions(packing="grouped"))
+    branches = pack_branches(model)
+    assert any(m.groups == 4 for m in grouped.modules() if isinstance(m, torch.nn.Conv2d))
+    for net in (ours, grouped, branches):
         assert torch_flops(net, 32) == 2 * packed_macs(net)
-    # 40 % of each group's channels kept: far below the dense 40.8M
-    assert packed_macs(branches) < packed_macs(ours) < 0.9 * conv_fc_macs(archs.build("cifar-resnet20-B"))
+    # 40 % of each group's channels kept: far below the dense count
+    assert packed_macs(branches) < packed_macs(ours) < 0.9 * dense
 
 
 @pytest.mark.realdata
