@@ -101,8 +101,10 @@ def renormalised(kernel: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
 
 
 class Layer(tf.Module):
-    """Base: `label` is the original layer name (`BasicBlock1.0/conv3`); `out_hw` is recorded by a
-    probe forward pass; the gates are wired by the model."""
+    """Base: `label` is the original layer name (`BasicBlock1.0/conv3`); `out_hw` is recorded by the
+    model's probe forward pass at its nominal input size (32, or 224 for ImageNet) and kept: the counter
+    counts at that size whatever size later batches have (smoke runs at other crop sizes); the gates are
+    wired by the model."""
 
     def __init__(self, label: str):
         super().__init__(name=label.replace("/", "_").replace(".", "_"))
@@ -110,7 +112,7 @@ class Layer(tf.Module):
         self.out_hw: tuple[int, int] | None = None
 
     def _record(self, y: tf.Tensor) -> None:
-        if y.shape[1] is not None:
+        if self.out_hw is None and y.shape[1] is not None:
             self.out_hw = (int(y.shape[1]), int(y.shape[2]))
 
 

@@ -33,6 +33,8 @@ def test_imagenet_search_bank_and_both_fine_tunings_on_a_jpeg_folder(tmp_path):
     out = train_cifar.run(args, log=lambda s: None)
     s = out["search"]
     assert s["flops_rate"] <= 0.9 and s["recipe"] == "inferred" and s["d_val"] == 4
+    # the search counts at 224 px (as the paper reports) although its batches are 32 px
+    assert s["search"].ori_flops == s["ori_flops"] > 1.8e9  # ResNet-18's 1.82 G by the code's rule
     # D^val cached once, memory-mapped: the last image of each class (ImageFolder order), preprocessed
     val = np.load(run / "search_val.npy", mmap_mode="r")
     assert isinstance(val, np.memmap) and val.shape == (4, 32, 32, 3)
