@@ -356,13 +356,12 @@ def test_released_model_packs_smaller_and_equal(checkpoint_root, cifar_dir):
     with torch.inference_mode():
         assert (branches(x) - conv.script(x)).abs().max().item() < 1e-4
     assert packed_macs(branches) == reductions(conv.model, conv.arch)["whole_macs"] < 0.36 * dense
-    # group-aware packings: exact, and their MACs as counted independently from the masks (whole
-    # network; dense 125.75M, ideal 44.33M): union 61.91M, grouped 59.46M, merge2 51.79M, merge3 47.10M
+    # a group-aware packing: exact, and its MACs as counted independently from the masks (whole network;
+    # dense 125.75M, ideal 44.33M; union 61.91M, grouped 59.46M, merge2 51.79M, merge3 47.10M)
     merged, _ = pack_grouped(conv.model, GroupedOptions(packing="merge3"))
     with torch.inference_mode():
         assert (merged(x) - conv.script(x)).abs().max().item() < 1e-4
     assert packed_macs(merged) == 47_103_104
-    assert packed_macs(pack_grouped(conv.model, GroupedOptions(packing="grouped"))[0]) == 59_459_456
     plans = plan_model(conv.model)
     assert sum(len(h) for p in plans for h in p.hidden) == hidden < 0.7 * (9 * (16 + 32 + 64))  # 0.695: dead dropped
     assert len(prunable_convs(conv.model)) == 54
