@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=list(torch_export.DEFAULT_RUNTIMES),
         choices=torch_export.TORCH_RUNTIMES,
-        help="runtimes for the dense and our packed model",
+        help="runtimes for the dense and the packed models",
     )
     p.add_argument(
         "--packings",

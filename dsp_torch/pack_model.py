@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         "fastest of those four, timed on --batch images (see dsp_torch.pack_grouped)",
     )
     p.add_argument("--batch", type=int, default=128, help="batch size that --packing auto times (default 128)")
-    p.add_argument("--align", type=int, default=8, help="round widths up to a multiple of this (default 8)")
+    p.add_argument("--align", type=int, default=8, help="--packing ours: round widths up to this multiple (default 8)")
     p.add_argument("--no-channels-last", action="store_true", help="keep NCHW activations")
     p.add_argument("--data-dir", help="CIFAR-10 folder: print the packed model's test accuracy")
     p.add_argument("--onnx", help="also write the packed model as ONNX here (checked in onnxruntime)")
