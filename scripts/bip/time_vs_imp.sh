@@ -19,8 +19,11 @@ run "$PY" - "$RECORDS" <<'PYEOF'
 import sys
 from shared.results.records import iter_records
 recs = [r for _, r in iter_records([sys.argv[1]])]
-bip = [r["timings"]["train_seconds"] for r in recs if r["variant"].get("method") == "bip"]
-imp = [r["metrics"]["cumulative_seconds"] for r in recs if r["variant"].get("method") == "imp"]
+# training runs only (the Table 1 ticket records in the same folder carry no timings)
+bip = [r["timings"]["train_seconds"] for r in recs
+       if r["variant"].get("method") == "bip" and "train_seconds" in r.get("timings", {})]
+imp = [r["metrics"]["cumulative_seconds"] for r in recs
+       if r["variant"].get("method") == "imp" and "cumulative_seconds" in r["metrics"]]
 if bip and imp:
     print(f"BiP run {bip[-1]:.0f} s; IMP to the same k {imp[-1]:.0f} s: IMP / BiP = {imp[-1] / bip[-1]:.2f}x (paper: 2-7x)")
 else:
