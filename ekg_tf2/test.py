@@ -15,7 +15,7 @@ import sys
 
 from ekg_tf2 import cli, data, params
 from ekg_tf2.flops import count
-from ekg_tf2.train import BN_MODES, evaluate
+from ekg_tf2.train import BN_MODES, evaluate_split
 from shared.errors import main_guard
 
 
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--records", default=None, metavar="DIR", help="write a released-model run record under DIR/ekg/")
     p.add_argument("--test_limit", type=int, default=None, help="evaluate on the first N test images (smoke runs)")
+    p.add_argument("--image_size", type=int, default=224, help="ILSVRC crop size (smoke runs)")
     return p
 
 
@@ -42,12 +43,17 @@ def run(args, log=print) -> dict:
     args.accum, args.compile = 1, False  # check_common reads them
     cli.check_common(args)
     model = params.load_model(args.arch, args.dataset, args.trained_param)
-    test = data.limited(data.load_split(args.dataset, "test", args.data_dir), args.test_limit)
+    if args.dataset == "ILSVRC":  # the val split, preprocessed as ekg_tf2.imagenet (recipe inferred)
+        from ekg_tf2 import imagenet
+
+        _, test = imagenet.load_splits(args.data_dir, args.image_size, None, args.test_limit)
+    else:
+        test = data.limited(data.load_split(args.dataset, "test", args.data_dir), args.test_limit)
     modes = BN_MODES[::-1] if args.bn == "both" else (args.bn,)
     c = count(model)
     out = {"params": c.params, "flops": c.macs, "n": len(test)}
     for mode in modes:
-        ev = evaluate(model, test.images, test.labels, args.dataset, mode, args.val_batch_size)
+        ev = evaluate_split(model, test, args.dataset, mode, args.val_batch_size)
         out[mode] = ev
         log(
             f"{args.arch} {args.dataset} test ({len(test)} images, BN {mode}): top-1 {ev['top1']:.2f} %, "

@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
 tf = pytest.importorskip("tensorflow")
 
-from ekg_tf2 import params, train, train_cifar  # noqa: E402
+from ekg_tf2 import params, test, train, train_cifar  # noqa: E402
 from ekg_tf2.models import ResNet  # noqa: E402
 from shared.results import iter_records  # noqa: E402
 from tests.jpeg_folder import write_jpeg_folder  # noqa: E402
@@ -57,6 +57,13 @@ def test_imagenet_search_bank_and_both_fine_tunings_on_a_jpeg_folder(tmp_path):
     recs = [rec for _, rec in iter_records([tmp_path / "rec"])]
     assert len(recs) == 2 and all(rec["variant"]["recipe"] == "inferred" for rec in recs)
     assert {rec["variant"]["finetune_knowledge"] for rec in recs} == {"none", "ensemble"}
+    # the original test.py on the val split (8 images), moving averages: what fine-tuning printed last
+    t = test.build_parser().parse_args(
+        ["--arch", "ResNet-18", "--dataset", "ILSVRC", "--data_dir", str(root), "--image_size", "32"]
+        + ["--trained_param", str(tmp_path / "kd" / "trained_params.pkl"), "--bn", "moving-average"]
+    )
+    ev = test.run(t, log=lambda s: None)
+    assert ev["n"] == 8 and ev["moving-average"]["top1"] == pytest.approx(r["top1"])
 
 
 def _first_train_batch(root):
