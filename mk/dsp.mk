@@ -18,4 +18,8 @@ dsp-released: $(TORCH_STAMP) ## DSP: evaluate the six released models, write rel
 	PY="$(TORCH_PY)" DATA_DIR="$(DATA_DIR)" CKPT_DIR="$(CKPT_DIR)" bash scripts/dsp/released_models.sh
 
 dsp-bench: $(TORCH_STAMP) ## DSP: dense / authors' packed / our packed ResNet-56 g=4 throughput and ratios; CKPT_DIR
-	$(TORCH_PY) -m dsp_torch.bench $(if $(CKPT_DIR),--ckpt "$(CKPT_DIR)/dsp/resnet56_g4.pt")
+	@if [ -z "$(CKPT_DIR)" ] || [ ! -f "$(CKPT_DIR)/dsp/resnet56_g4.pt" ]; then \
+	  echo "error: make dsp-bench needs the authors' released ResNet-56 g=4: set CKPT_DIR to the folder holding" \
+	    "dsp/resnet56_g4.pt ($(if $(CKPT_DIR),CKPT_DIR=$(CKPT_DIR) has no dsp/resnet56_g4.pt,CKPT_DIR is not set);" \
+	    "it defaults to \$$PRUNING_CHECKPOINT_DIR)" >&2; exit 2; fi
+	$(TORCH_PY) -m dsp_torch.bench --ckpt "$(CKPT_DIR)/dsp/resnet56_g4.pt"

@@ -218,7 +218,7 @@ def test_bisection_start_and_final_beta():
     pruner = PruneWrapper(cifar_resnet(20), 4, 2, cascade_passes=1, cascade_batch=2, verbose=False)
     seen = []
 
-    def fake_prune(verbose=False):
+    def fake_prune(verbose=False, desc=""):
         seen.append(pruner.beta)
         return 100 * pruner.beta, 0.0
 
