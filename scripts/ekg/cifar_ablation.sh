@@ -23,7 +23,7 @@ if [ "$SMOKE" = 1 ]; then
   RECORDS=${RECORDS:-$OUT/records}
   SEEDS=0
   DATASETS=CIFAR10
-  extra_search=(--search_target_rate 0.95 --val_per_class 2 --subset_per_class 2 --search_batch_size 20)
+  extra_search=(--search_target_rate 0.8 --val_per_class 1 --subset_per_class 1 --search_batch_size 10 --search_step 1.0)
   extra_ft=(--train_epoch 1 --max_steps 2 --batch_size 16 --train_limit 64 --test_limit 64)
 else
   OUT=${OUT:-runs/ekg/ablation}
