@@ -453,7 +453,7 @@ def test_ista_readme_rows_refuse_other_bn_decay_precision_accumulation():
     ista = load_tables(papers=["ista"])["ista"]
 
     def ista_rec(**variant):
-        base = {"model": "resnet20", "stage": "v2", "fold": "released-code", "alpha": 1.0}
+        base = {"model": "resnet20", "version": "v2", "fold": "released-code", "alpha": 1.0}
         return make_record(
             "ista",
             "readme/cifar10/resnet20/v2",
