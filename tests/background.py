@@ -3,6 +3,7 @@ fresh interpreter with 2 logical CPU devices): its output is kept in temporary f
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -31,3 +32,15 @@ class BackgroundRun:
             self.process.wait()
         self.out.close()
         self.err.close()
+
+
+def free_ports(n: int) -> list[int]:
+    """n loopback ports free at the time of the call (for TF_CONFIG workers, torch rendezvous)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import tempfile
 
 import pytest
 
-from tests.background import BackgroundRun
+from tests.background import BackgroundRun, free_ports
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -46,17 +45,6 @@ def digits_test():
 def _run_in_tmp(tmp_path, monkeypatch):
     """PocketFlow's default folders (./models, ./logs) are relative: keep them out of the checkout."""
     monkeypatch.chdir(tmp_path)
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -44,7 +44,7 @@ def worker() -> None:
 
 
 def launch() -> int:
-    from tests.shared_tf.test_multiworker import free_ports
+    from tests.background import free_ports
 
     workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
     procs, files = [], []

@@ -5,26 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
+from tests.background import free_ports
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def test_two_workers_match_one_process_and_save_at_the_same_steps(tmp_path):
