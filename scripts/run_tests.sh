@@ -15,7 +15,7 @@ TORCH_PY=${TORCH_PY:-$PY}
 TF_PY=${TF_PY:-$PY}
 PARALLEL=${PARALLEL:-1}
 # TEST_GROUPS overrides the split: slots separated by ';', the parts of a slot by '+', e.g. "a b + c;d"
-DEFAULT_GROUPS="tests/shared tests/dsp tests/bip + tests/ekg;tests/shared_tf tests/ista tests/dcp"
+DEFAULT_GROUPS="tests/shared tests/dsp + tests/ekg;tests/shared_tf tests/ista tests/dcp + tests/bip"
 IFS=';' read -ra SLOTS <<< "${TEST_GROUPS:-$DEFAULT_GROUPS}"
 start=$SECONDS
 logs=$(mktemp -d)
