@@ -257,11 +257,9 @@ def plan_model(model: nn.Module) -> list[BlockPlan]:
     return [plan_block(*_block_convs(block)) for block in _residual_blocks(model)]
 
 
-@torch.no_grad()
-def pack(model: nn.Module, options: PackOptions | None = None) -> PackedNet:
-    """The packed eager module (eval mode) of a masked CifarResNet or torchvision ResNet."""
-    opts = options or PackOptions()
-    model = model.eval()
+def stem_and_head(model: nn.Module) -> tuple[nn.Sequential, nn.Linear]:
+    """The packed stem (first conv with its BN folded, ReLU, and torchvision's max-pool) and a copy of the
+    classifier of a CifarResNet or torchvision ResNet: the parts every packing shares."""
     if isinstance(model, CifarResNet):
         first = fold_bn(model.conv_1_3x3, model.bn_1)
         stem = nn.Sequential(_conv(first.weight, first.bias, first.stride, first.padding), nn.ReLU(inplace=True))
@@ -272,9 +270,18 @@ def pack(model: nn.Module, options: PackOptions | None = None) -> PackedNet:
             _conv(first.weight, first.bias, first.stride, first.padding), nn.ReLU(inplace=True), model.maxpool
         )
         fc = model.fc
-    blocks = [build_block(p, opts.align, opts.gather_below, opts.full_above) for p in plan_model(model)]
     head = nn.Linear(fc.in_features, fc.out_features)
     head.load_state_dict(fc.state_dict())
+    return stem, head
+
+
+@torch.no_grad()
+def pack(model: nn.Module, options: PackOptions | None = None) -> PackedNet:
+    """The packed eager module (eval mode) of a masked CifarResNet or torchvision ResNet."""
+    opts = options or PackOptions()
+    model = model.eval()
+    stem, head = stem_and_head(model)
+    blocks = [build_block(p, opts.align, opts.gather_below, opts.full_above) for p in plan_model(model)]
     net = PackedNet(stem, blocks, head, opts.channels_last).eval()
     if opts.channels_last:
         net = net.to(memory_format=torch.channels_last)

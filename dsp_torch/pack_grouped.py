@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dsp_torch.models.cifar_resnet import CifarResNet, ResNetBasicblock
-from dsp_torch.pack import ConvBN, PackedNet, _block_convs, _conv, _residual_blocks, fold_bn, plan_block
+from dsp_torch.models.cifar_resnet import ResNetBasicblock
+from dsp_torch.pack import ConvBN, PackedNet, _block_convs, _conv, _residual_blocks, plan_block, stem_and_head
 
 OPTIONS = ("union", "grouped", "merge2", "merge3")
 PACKINGS = OPTIONS + ("auto",)
@@ -303,16 +303,7 @@ def pack_grouped(model: nn.Module, options: GroupedOptions | None = None) -> tup
     if opts.packing not in PACKINGS:
         raise ValueError(f"packing {opts.packing!r}: expected one of {PACKINGS}")
     model = model.eval()
-    if isinstance(model, CifarResNet):
-        first = fold_bn(model.conv_1_3x3, model.bn_1)
-        stem = nn.Sequential(_conv(first.weight, first.bias, first.stride, first.padding), nn.ReLU(inplace=True))
-        fc = model.classifier
-    else:
-        first = fold_bn(model.conv1, model.bn1)
-        stem = nn.Sequential(
-            _conv(first.weight, first.bias, first.stride, first.padding), nn.ReLU(inplace=True), model.maxpool
-        )
-        fc = model.fc
+    stem, head = stem_and_head(model)
     h = None  # a sample block input, only for timing
     if opts.packing == "auto" and opts.choose_by == "time":
         gen = torch.Generator().manual_seed(0)
@@ -323,6 +314,4 @@ def pack_grouped(model: nn.Module, options: GroupedOptions | None = None) -> tup
         blocks.append(packed.eval())
         chosen.append(kinds)
         h = block(h) if h is not None else None
-    head = nn.Linear(fc.in_features, fc.out_features)
-    head.load_state_dict(fc.state_dict())
     return PackedNet(stem, blocks, head, channels_last=False).eval(), chosen

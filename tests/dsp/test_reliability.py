@@ -9,7 +9,6 @@ module: stopped after epoch 1 (the interrupted stage) and then finished; each ca
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 import signal
@@ -27,22 +26,12 @@ from dsp_torch.models import cifar_resnet
 from shared import paths
 from shared.paths import RunFolderLock
 from tests.conftest import REPO
+from tests.files import snapshot
 
 pytestmark = pytest.mark.torch
 
 TINY = ["-l", "20", "--dataset", "digits", "--train-limit", "32", "--test-limit", "50", "-b", "32"]
 PRETRAIN = [*TINY, "--epochs", "2"]
-
-
-def snapshot(folder) -> dict[str, str]:
-    """Every file under `folder` -> hash of its content (a changed, added or removed file shows)."""
-    out = {}
-    for root, _, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
-    return out
 
 
 def run_main(main, argv, capsys) -> tuple[int, str, str]:

@@ -9,7 +9,6 @@ and copied for every case that changes it.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import runpy
 import shutil
@@ -26,21 +25,11 @@ from ista_tf import chain, cifar10_eval, cifar10_train, demo  # noqa: E402
 from shared import paths  # noqa: E402
 from shared.results.records import find_records  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
+from tests.files import snapshot  # noqa: E402
 
 TINY = ["--model", "cnn4", "--dataset", "digits", "--batch_size", "8", "--bn_decay", "0.9", "--log_frequency", "1"]
 TRAIN = [*TINY, "--max_steps", "2", "--save_checkpoint_steps", "1", "--l1_penalty", "0.5"]
 EVAL = ["--model", "cnn4", "--dataset", "digits", "--batch_size", "50", "--num_examples", "100"]
-
-
-def snapshot(folder) -> dict[str, str]:
-    """Every file under `folder` -> hash of its content (a changed, added or removed file shows)."""
-    out = {}
-    for root, _, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
-    return out
 
 
 def run_main(module, argv, capsys) -> tuple[int, str, str]:
