@@ -147,6 +147,9 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
     ])
     # fmt: on
     extras.add_argument("--no_export", action="store_true", help="skip the SavedModel/TFLite export")
+    if dataset == "ilsvrc12":
+        extras.add_argument("--image_size", type=int, default=224,
+                            help="input size (TF-official 224; smaller only for smoke runs)")  # fmt: skip
     return p
 
 
@@ -174,6 +177,8 @@ def validate(args) -> None:
         )
     if args.bn_decay is not None:
         check_range("--bn_decay", args.bn_decay, 0.0, 1.0, high_open=True)
+    if getattr(args, "image_size", 224) < 32:
+        raise UserError(f"--image_size must be >= 32, got {args.image_size}")
     if args.tempr_dst <= 0:
         raise UserError(f"--tempr_dst must be > 0, got {args.tempr_dst}")
 

@@ -10,22 +10,26 @@ from pathlib import Path
 
 import numpy as np
 
-from dcp_tf import checkpoints, cli, dcp, train
+from dcp_tf import checkpoints, cli, data, dcp, train
 from dcp_tf import flops as dflops
 from dcp_tf.checkpoints import folder_of
 from dcp_tf.models import ResNet
 from shared import tf_train
 from shared.data import load_image_classification
 from shared.errors import UserError
+from shared.paths import DATA_ENV, data_root
 from shared.results import make_record, write_record
 
 
 def load_splits(args, dataset: str):
     if dataset == "ilsvrc12":
-        raise UserError(
-            "ImageNet training is not wired in this version of dcp_tf (counting works: python -m dcp_tf.flops "
-            "--dataset ilsvrc12 --resnet_size 18); use resnet_at_cifar10_run"
-        )
+        root = data_root(args.data_dir)
+        if root is None:
+            raise UserError(
+                f"ILSVRC-12 needs --data_dir (or ${DATA_ENV}): a folder with train/ and val/ (class folders, "
+                "or train.lmdb / val.lmdb from `python -m shared.data folder2lmdb`)"
+            )
+        return data.imagenet_splits(root, args.image_size)
     name = args.dataset_name
     return (
         load_image_classification(name, "train", args.data_dir),

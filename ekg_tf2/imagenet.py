@@ -62,7 +62,7 @@ class ImageNetSplit:
         if limit is not None and limit < len(source):
             if limit < 1:
                 raise UserError(f"a data limit must be >= 1, got {limit}")
-            source = subset(source, np.arange(limit))
+            source = tf_imagenet.subset(source, np.arange(limit))
         self.source, self.split, self.size = source, split, int(size)
         self.labels = source.labels.astype(np.int32)
 
@@ -81,7 +81,7 @@ class ImageNetSplit:
 
     def batches(self, batch_size: int, indices: np.ndarray | None = None):
         """(normalised float32 images, int32 labels) of `indices` (default all), in that order, unaugmented."""
-        source = self.source if indices is None else subset(self.source, indices)
+        source = self.source if indices is None else tf_imagenet.subset(self.source, indices)
         ds = tf_imagenet.imagenet_dataset(
             source, training=False, batch_size=batch_size, preprocess=eval_preprocess(self.size)
         )
@@ -149,11 +149,3 @@ def load_splits(data_dir: str | None, size: int, train_limit=None, test_limit=No
         raise UserError("no ILSVRC folder given: pass --data_dir DIR (a folder holding train/ and val/)")
     train, val = tf_imagenet.split_sources(root)
     return ImageNetSplit(train, "train", size, train_limit), ImageNetSplit(val, "val", size, test_limit)
-
-
-def subset(source: tf_imagenet.ImageSource, indices: np.ndarray) -> tf_imagenet.ImageSource:
-    """The samples `indices` of a folder source, in that order."""
-    if source.paths is None:
-        raise UserError(f"{source.location}: the search subsets need an ImageFolder tree (an LMDB has no index)")
-    indices = np.asarray(indices, np.int64)
-    return dataclasses.replace(source, labels=source.labels[indices], paths=[source.paths[i] for i in indices])

@@ -18,6 +18,7 @@ sequence of batches whenever it is replayed (a resumed run sees what the uninter
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,6 +112,14 @@ def split_sources(root: str | os.PathLike, train: str = "train", val: str = "val
     return train_source, val_source
 
 
+def subset(source: ImageSource, indices) -> ImageSource:
+    """The samples `indices` of a folder source, in that order (an LMDB file has no per-sample paths)."""
+    if source.paths is None:
+        raise UserError(f"{source.location}: a subset of the images needs an ImageFolder tree, not an LMDB file")
+    indices = np.asarray(indices, np.int64)
+    return dataclasses.replace(source, labels=source.labels[indices], paths=[source.paths[i] for i in indices])
+
+
 # ----------------------------------------------------------------------------------------------------
 # Preprocessing (each takes a uint8 HWC image and a stateless seed, returns float32 HWC pixels 0-255)
 # ----------------------------------------------------------------------------------------------------
@@ -186,7 +195,7 @@ def normalised(preprocess: Preprocess, mean=TORCHVISION_MEAN, std=TORCHVISION_ST
 # ----------------------------------------------------------------------------------------------------
 
 
-def _decoder(source: ImageSource) -> Callable[[tf.Tensor], tf.Tensor]:
+def decoder(source: ImageSource) -> Callable[[tf.Tensor], tf.Tensor]:
     """index -> uint8 HWC image. TF decodes JPEG/PNG/BMP/GIF files itself; anything else (TIFF, WebP,
     PPM files, every LMDB record) goes through Pillow, as the torch loaders decode."""
     if source.paths is not None and all(p.lower().endswith(TF_DECODABLE) for p in source.paths):
@@ -245,7 +254,7 @@ def imagenet_dataset(
     if n == 0:
         raise UserError(f"{source.location}: no images")
     labels = tf.constant(source.labels[:n].astype(np.int32) + label_offset)
-    decode = _decoder(source)
+    decode = decoder(source)
     indices = tf.data.Dataset.range(n)
     per_pipeline_batch = batch_size
     if input_context is not None:
