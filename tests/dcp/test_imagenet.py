@@ -1,6 +1,6 @@
 """The ILSVRC-12 path on a tiny generated JPEG folder: PocketFlow's input pipeline (TF-official
-preprocessing, mean subtraction only, labels + 1 for the 1001-way head) and both learners through
-`resnet_at_ilsvrc12_run` (ResNet-18 at 32 px with tiny iteration counts: the full recipe is 224 px)."""
+preprocessing, mean subtraction only, labels + 1 for the 1001-way head) and the full-prec learner through
+`resnet_at_ilsvrc12_run` (ResNet-18 at 32 px, two steps: the full recipe is 224 px)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
 tf = pytest.importorskip("tensorflow")
 
-from dcp_tf import checkpoints, data, train  # noqa: E402
+from dcp_tf import checkpoints, data  # noqa: E402
 from dcp_tf import resnet_at_ilsvrc12_run as entry  # noqa: E402
-from shared import archs  # noqa: E402
 from shared.tf_imagenet import TF_OFFICIAL_MEAN  # noqa: E402
 from tests.jpeg_folder import CLASS_STEP, write_jpeg_folder  # noqa: E402
 
@@ -52,32 +51,31 @@ def test_pipeline_shifts_labels_and_subtracts_the_mean_only(folder):
     assert stream.position == 8
 
 
-def test_both_learners_train_on_the_folder_and_name_top1_and_top5(folder, tmp_path):
+def test_full_prec_trains_on_the_folder_and_names_top1_and_top5(folder, tmp_path):
+    """PocketFlow's ResNet-18 (1001 outputs, max-pool stem) through the entry point; dis-chn-pruned on the
+    same folder runs in `SMOKE=1 bash scripts/dcp/imagenet_table5.sh` (every pick of ResNet-18's 20 convs
+    and a 300 MB learner checkpoint per layer: a minute, too long for the suite)."""
     common = ["--data_dir", str(folder), "--image_size", "32", "--resnet_size", "18", "--batch_size", "8",
-              "--batch_size_eval", "8", "--summ_step", "0", "--bn_decay", "0.9", "--save_path",
-              str(tmp_path / "models/model.ckpt"), "--save_path_eval", str(tmp_path / "models_eval/model.ckpt")]  # fmt: skip
+              "--batch_size_eval", "8", "--summ_step", "0", "--bn_decay", "0.9",
+              "--save_path", str(tmp_path / "models/model.ckpt"),
+              "--save_path_eval", str(tmp_path / "models_eval/model.ckpt")]  # fmt: skip
     code, out, err = run(*common, "--learner", "full-prec", "--nb_iters_train", "2")
     assert code == 0, err[-3000:]
     base = json.loads(out.strip().splitlines()[-1])
     assert base["steps"] == 2
-    dcp = ["--learner", "dis-chn-pruned", "--dcp_prune_ratio", "0.5", "--dcp_nb_stages", "1",
-           "--dcp_nb_iters_block", "1", "--dcp_nb_iters_layer", "0", "--nb_epochs_rat", "0.0001",
-           "--dcp_save_every_picks", "0", "--no_export", "--dcp_save_path", str(tmp_path / "dcp/model.ckpt"),
-           "--dcp_save_path_eval", str(tmp_path / "dcp_eval/model.ckpt")]  # fmt: skip
-    code, out, err = run(*common, *dcp)
-    assert code == 0, err[-3000:]
-    res = json.loads(out.strip().splitlines()[-1])
-    model, _ = checkpoints.load_model(tmp_path / "dcp_eval")
+    model, _ = checkpoints.load_model(tmp_path / "models")
     assert model.num_classes == 1001 and model.dataset == "ilsvrc12"
-    for c in model.convs[1:]:  # PocketFlow prunes every conv but the first
-        assert res["kept"][c.label] == [archs.dcp_kept(c.c_in, 0.5), c.c_in]
-    assert train.exact_zero_check(model) == 0
-    code, out, err = run(*common, *dcp, "--exec_mode", "eval")
+    code, out, err = run(*common, "--learner", "full-prec", "--exec_mode", "eval")
     assert code == 0, err[-3000:]
     ev = json.loads(out.strip().splitlines()[-1])
     assert ev["n"] == CLASSES * 2 and 0.0 <= ev["top1"] <= ev["top5"] <= 1.0
-    # with 4 classes in a 1001-way head, top-5 over the 4 live labels is not trivially 1 at init
-    assert ev["top1"] == pytest.approx(res["top1"])
+    # the 8 val images scored by hand from the saved model: top-5 over the 1001 outputs, labels + 1
+    _, val = data.imagenet_splits(str(folder), image_size=32)
+    x, y = next(iter(data.eval_batches(val, 8)))
+    logits = model(x, training=False).numpy()
+    top5 = np.argsort(-logits, axis=1)[:, :5]
+    assert ev["top5"] == pytest.approx(np.mean([label in row for label, row in zip(y.numpy(), top5)]))
+    assert ev["top1"] == pytest.approx(np.mean(logits.argmax(1) == y.numpy()))
 
 
 def test_missing_folder_says_what_is_expected(tmp_path):
