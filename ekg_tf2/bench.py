@@ -32,6 +32,7 @@ import tensorflow as tf
 from ekg_tf2 import params
 from ekg_tf2.flops import count
 from ekg_tf2.models import build_model
+from ekg_tf2.models.folded import FoldedResNet
 from ekg_tf2.search import EKGSearch, SearchConfig
 from ekg_tf2.train import FinetuneConfig, FineTuner
 from shared import bench, tf_export, tf_train
@@ -56,20 +57,21 @@ def uniform_widths(arch: str, dataset: str, rate: float) -> dict[str, int]:
 
 
 def inference(models: dict, batch: int, rounds: int, threads: int, workdir: Path, names) -> dict:
+    """Each network exported with its BNs folded into the convs (`FoldedResNet`, the same for dense and
+    slimmed) under every runtime of `shared.tf_export`; outputs checked against the unfolded network."""
     example = np.zeros([1, 32, 32, 3], np.float32)
-    fns = {}
-    for kind, model in models.items():
-        made = tf_export.runtimes(
-            lambda x, m=model: m(x, training=False),
-            example,
-            model,
-            names=names,
-            threads=threads,
-            workdir=workdir / kind,
-            log=lambda line, k=kind: print(f"  {k}: {line}"),
-        )
-        fns.update({f"{kind} {rt}": run for rt, run in made.items()})
+    folded = {kind: FoldedResNet(m) for kind, m in models.items()}
+    fns = tf_export.runtimes_for_models(
+        folded, example, names=names, threads=threads, workdir=workdir, log=lambda line: print(f"  {line}")
+    )
     images = np.random.RandomState(0).normal(size=[batch, 32, 32, 3]).astype(np.float32)
+    for kind, model in models.items():
+        ref = model(tf.constant(images), training=False).numpy()
+        for name, fn in fns.items():
+            if name.startswith(kind + " "):
+                diff = float(np.abs(fn(images) - ref).max())
+                if diff > 1e-3:
+                    raise RuntimeError(f"{name}: folded export differs from the network by {diff:.2g}")
     times = bench.time_paired({k: (lambda f=f: f(images)) for k, f in fns.items()}, reps=rounds, warmup=2)
     macs = {k: count(m).macs for k, m in models.items()}
     ratio = macs[DENSE] / macs[SLIM]

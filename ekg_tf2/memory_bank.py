@@ -81,7 +81,7 @@ def write_memory_bank(
             b = int(x.shape[0])
             for j, t in enumerate(teachers):
                 search.apply_mask_state(search.history[t])
-                bank[i : i + b, :, j] = forward.logits(x, training=True).numpy()
+                bank[i : i + b, :, j] = forward.logits(x).numpy()
             i += b
         if i != n:
             raise UserError(f"memory bank: {i} images arrived, expected {n}")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,15 +92,26 @@ def rank_channels(score: np.ndarray, kept_mask: np.ndarray) -> np.ndarray:
     return order
 
 
+@contextmanager
+def _traced():
+    before = tf.config.functions_run_eagerly()
+    tf.config.run_functions_eagerly(False)
+    try:
+        yield
+    finally:
+        tf.config.run_functions_eagerly(before)
+
+
 class DistributedForward:
-    """Compiled forward passes of the gated model on global batches, under a strategy."""
+    """Compiled forward passes of the gated model on global batches, under a strategy. They run
+    traced even where the caller runs functions eagerly (`train.functions_run_eagerly`, smoke runs):
+    a search calls them hundreds of times."""
 
     def __init__(self, model: ResNet, strategy: tf.distribute.Strategy, jit_compile: bool = False):
         self.model, self.strategy = model, strategy
         # the model's Python control flow never depends on a tensor: traced without autograph
         self._eval = tf_train.compile_fn(self._eval_fn, jit_compile, strategy, autograph=False)
         self._importance = tf_train.compile_fn(self._importance_fn, jit_compile, strategy, autograph=False)
-        self._logits = tf_train.compile_fn(self._logits_fn, jit_compile, strategy, autograph=False)
 
     def _gather(self, value):
         return self.strategy.gather(value, axis=0) if self.strategy.num_replicas_in_sync > 1 else value
@@ -115,10 +127,6 @@ class DistributedForward:
             return logits, ce, soft_cross_entropy(t, logits)
 
         return tuple(self._gather(v) for v in self._run(replica, x, y, t))
-
-    def _logits_fn(self, x, training):
-        out = self._run(lambda x: self.model(x, training=training), x)
-        return self._gather(out)
 
     def _importance_fn(self, x, y, t, batch):
         model = self.model
@@ -139,14 +147,19 @@ class DistributedForward:
 
     def evaluate(self, x, y, t):
         """(logits, CE per example, KD term per example) of one global batch."""
-        return self._eval(x, y, t)
+        with _traced():
+            return self._eval(x, y, t)
 
     def importance(self, x, y, t) -> dict[str, tf.Tensor]:
         """Per site: sum over the batch of dR/dy * y (signed, all replicas summed)."""
-        return self._importance(x, y, t, tf.constant(float(x.shape[0])))
+        with _traced():
+            return self._importance(x, y, t, tf.constant(float(x.shape[0])))
 
-    def logits(self, x, training: bool = True):
-        return self._logits(x, training)
+    def logits(self, x):
+        """Logits of one global batch with BN batch statistics (the memory bank's pass): the evaluation
+        pass's graph with blank labels and teacher, so the search and the bank share one trace."""
+        n = int(x.shape[0])
+        return self.evaluate(x, tf.zeros([n], tf.int32), tf.zeros([n, self.model.num_classes]))[0]
 
 
 class EKGSearch:

@@ -28,6 +28,18 @@ def digits_split():
     )
 
 
+@pytest.fixture(scope="module")
+def eager_functions():
+    """The module's tf.functions run eagerly (the search's passes over D^val stay traced): a smoke
+    pipeline calls each of its other ResNet functions (warm-up, slimmed evaluation, both fine-tunings)
+    once or a few times on a few images, where tracing costs several times what running costs. The
+    compiled paths are checked on their own (XLA = plain, replicas, workers)."""
+    from ekg_tf2.train import functions_run_eagerly
+
+    with functions_run_eagerly(True):
+        yield
+
+
 def _background(request, test: str, module: str):
     if not any(item.name == test for item in request.session.items):
         yield None

@@ -3,6 +3,7 @@ same global batches (imported after the strategy or the logical devices are set 
 
 - `finetune`: one fine-tuning update with the memory bank (two views, dynamic teacher subset, BN
   statistics), global batch 9 (split 4 + 5 over 2 replicas);
+- `reference`: both on one device (the fine-tuning step eagerly);
 - `search`: one search iteration (importance pass, candidates, evaluations, choice, ensemble
   knowledge) over a D^val of 18 images in batches of 9, then the memory-bank logits of history
   entries 0 and 1.
@@ -19,7 +20,15 @@ import tensorflow as tf
 from ekg_tf2.memory_bank import build_memory_bank
 from ekg_tf2.models import ResNet
 from ekg_tf2.search import EKGSearch, SearchConfig
-from ekg_tf2.train import FinetuneConfig, FineTuner
+from ekg_tf2.train import FinetuneConfig, FineTuner, functions_run_eagerly
+
+
+def reference(bank: bool = True):
+    """(finetune, search) on one device, the fine-tuning step run eagerly: no tracing, and a reference
+    computed by another path than the distributed graph it is compared with."""
+    one = tf.distribute.get_strategy()
+    with functions_run_eagerly(True):
+        return finetune(one)[0], search(one, bank=bank)
 
 
 def make_model(strategy):

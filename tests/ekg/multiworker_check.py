@@ -25,9 +25,8 @@ def worker() -> None:
 
     strategy = tf_train.make_strategy("multiworker")  # before anything starts TensorFlow's runtime
     import numpy as np
-    import tensorflow as tf
 
-    from tests.ekg.distributed_cases import compare, finetune, search
+    from tests.ekg.distributed_cases import compare, finetune, reference, search
 
     task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
     f2, moved = finetune(strategy)
@@ -36,10 +35,9 @@ def worker() -> None:
     # what each worker holds after the update and the search: the same on both
     checksum = float(sum(np.abs(w).sum() for w in f2))
     out.update(finetune_moved=moved, finetune_checksum=checksum, search_scores=s2["info"]["scores"])
-    if task == 0:  # the reference: one process, no distribution (worker 1 has nothing to compare)
-        one = tf.distribute.get_strategy()
-        f1, _ = finetune(one)
-        out.update(compare(f1, f2, search(one, bank=False), s2))
+    if task == 0:  # the reference: one process, no distribution, eager (worker 1 has nothing to compare)
+        f1, s1 = reference(bank=False)
+        out.update(compare(f1, f2, s1, s2))
     print(json.dumps(out))
 
 

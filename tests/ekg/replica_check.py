@@ -10,18 +10,15 @@ from shared import tf_train
 
 tf_train.use_logical_cpus(2)
 
-import tensorflow as tf  # noqa: E402
-
-from tests.ekg.distributed_cases import compare, finetune, search  # noqa: E402
+from tests.ekg.distributed_cases import compare, finetune, reference, search  # noqa: E402
 
 
 def main() -> None:
-    one = tf.distribute.get_strategy()
     two = tf_train.make_strategy("mirrored")
     assert two.num_replicas_in_sync == 2
-    f1, moved = finetune(one)
-    f2, _ = finetune(two)
-    s1, s2 = search(one), search(two)
+    f1, s1 = reference()
+    f2, moved = finetune(two)
+    s2 = search(two)
     print(json.dumps({"replicas": two.num_replicas_in_sync, "finetune_moved": moved, **compare(f1, f2, s1, s2)}))
 
 

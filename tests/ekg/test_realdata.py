@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-# the pipeline fixture takes ~1.5 CPU-minutes; allow for a busy machine
-pytestmark = [pytest.mark.tf, pytest.mark.realdata, pytest.mark.timeout(1800)]
+# the pipeline fixture takes ~15 CPU-seconds (eager); allow for a busy machine
+pytestmark = [pytest.mark.tf, pytest.mark.realdata, pytest.mark.timeout(1800), pytest.mark.usefixtures("eager_functions")]
 
 tf = pytest.importorskip("tensorflow")
 
