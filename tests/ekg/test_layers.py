@@ -10,6 +10,7 @@ pytestmark = pytest.mark.tf
 
 tf = pytest.importorskip("tensorflow")
 
+from ekg_tf2.models import ResNet  # noqa: E402
 from ekg_tf2.models.tcl import FC, BatchNorm, Conv2d, DepthwiseConv2d, ScoringGate, renormalised  # noqa: E402
 
 
@@ -113,3 +114,26 @@ def test_batch_norm_moving_statistics_momentum_and_the_gated_freeze():
     bn(x, training=True)
     np.testing.assert_array_equal(bn.moving_mean.numpy(), before)
     assert bn.gamma.shape == (1, 1, 1, 2) and bn.moving_mean.shape == (1, 1, 1, 2)
+
+
+def test_folded_network_computes_what_the_network_does_with_moving_statistics():
+    from ekg_tf2.models.folded import FoldedResNet, bn_of
+
+    assert [bn_of(c) for c in ("conv", "BasicBlock1.0/conv3", "Bottleneck0.0/conv0")] == [
+        "bn",
+        "BasicBlock1.0/bn3",
+        "Bottleneck0.0/bn0",
+    ]
+    model = ResNet("ResNet-8", 10, widths={"conv": 5, "BasicBlock0.0/conv1": 3, "BasicBlock1.0/conv3": 7}, seed=2)
+    rng = np.random.RandomState(0)
+    for layer in model.layers.values():  # moving statistics and affine parameters far from 0 / 1
+        if isinstance(layer, BatchNorm):
+            for v, lo, hi in ((layer.gamma, 0.5, 2), (layer.beta, -1, 1), (layer.moving_mean, -1, 1)):
+                v.assign(rng.uniform(lo, hi, v.shape).astype(np.float32))
+            layer.moving_variance.assign(rng.uniform(0.2, 3, layer.moving_variance.shape).astype(np.float32))
+    x = tf.constant(rng.normal(size=[4, 32, 32, 3]).astype(np.float32))
+    want = model(x, training=False).numpy()
+    np.testing.assert_allclose(FoldedResNet(model)(x).numpy(), want, rtol=1e-4, atol=1e-4)
+    model.attach_gates()
+    with pytest.raises(ValueError, match="slim it first"):
+        FoldedResNet(model)

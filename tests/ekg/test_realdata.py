@@ -11,8 +11,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-# the pipeline fixture takes ~15 CPU-seconds (eager); allow for a busy machine
-pytestmark = [pytest.mark.tf, pytest.mark.realdata, pytest.mark.timeout(1800), pytest.mark.usefixtures("eager_functions")]
+# the pipeline fixture takes ~20 CPU-seconds (one-off functions eager); allow for a busy machine
+pytestmark = [pytest.mark.tf, pytest.mark.realdata, pytest.mark.timeout(1800)]
+pytestmark.append(pytest.mark.usefixtures("eager_functions"))
 
 tf = pytest.importorskip("tensorflow")
 
