@@ -236,6 +236,8 @@ class DcpLearner:
             self.pruned.set_bn_decay(cfg.bn_decay)
             self.heads = [self._make_head(s) for s in self.stages if s.tap is not None]
             self._make_optimizers()
+            # which conv the stage's shared score step scores (one-hot over the convs; set before each call)
+            self.score_layer = tf.Variable(tf.zeros([len(self.pruned.convs)]), trainable=False, name="score_layer")
         self.progress = Progress()
         self._steps: dict = {}
         vars_ = {
@@ -368,10 +370,15 @@ class DcpLearner:
         reg = self._weight_decay() if self.cfg.variant == "pocketflow" else 0.0
         return self._ce(logits, labels), reg, conv_outs
 
-    def _reconstruction(self, i: int, x, conv_outs):
-        """Per-example reconstruction term of conv i: PocketFlow l2_loss (sum/2, x global batch so the
-        mean over the batch gives the batch sum); paper: mean squared error."""
-        _, ref, _ = self.full.forward(x, self.bn_training, update=False, stop_after_block=self.full.conv_block[i])
+    def _reference(self, x, layers):
+        """The frozen full model's conv outputs, computed up to the last of `layers`."""
+        stop = max(self.full.conv_block[i] for i in layers)
+        return self.full.forward(x, self.bn_training, update=False, stop_after_block=stop)[1]
+
+    def _reconstruction(self, i: int, x, conv_outs, ref=None):
+        """Per-example reconstruction term of conv i (Eq. 3): PocketFlow l2_loss (sum/2, x global batch so
+        the mean over the batch gives the batch sum); paper: mean squared error."""
+        ref = self._reference(x, [i]) if ref is None else ref
         diff = tf.square(ref[i] - conv_outs[i])
         per_example = tf.reduce_sum(diff, [1, 2, 3])
         if self.cfg.variant == "pocketflow":
@@ -443,20 +450,33 @@ class DcpLearner:
         return loss
 
     def _score_step(self, stage: Stage, i: int, accum: int):
-        kernel, score = self.pruned.convs[i].kernel, self.scores[str(i)]
-        paper = self.cfg.variant == "paper"
+        """The channel score of conv i, written to scores[i] by the returned step. One step is traced per
+        stage and shared by its layers (tracing, not arithmetic, dominates short runs): it takes the
+        gradient for every kernel of the stage of L = dis + sum_j [j = i] L_M(j), with [j = i] read from
+        `score_layer`, which is set here, so call the step before asking for another layer's."""
+        self.score_layer.assign(tf.one_hot(i, len(self.pruned.convs)))
+        layers = list(stage.layers)
+        kernels = [self.pruned.convs[j].kernel for j in layers]
+        scores = [self.scores[str(j)] for j in layers]
+        paper, training = self.cfg.variant == "paper", self.bn_training
+
+        @_no_autograph
+        def loss(x, y):
+            dis, reg, conv_outs = self._dis_loss(stage, x, y, training, False)
+            ref = self._reference(x, layers)
+            rec = tf.add_n([self.score_layer[j] * self._reconstruction(j, x, conv_outs, ref) for j in layers])
+            return rec + dis, reg, {}
 
         @_no_autograph
         def apply(grads):
-            g = grads[0]
-            if paper:  # sum over output channels of the Frobenius norm over (kh, kw)
-                s = tf.reduce_sum(tf.sqrt(tf.reduce_sum(tf.square(g), [0, 1])), 1)
-            else:  # PocketFlow: squared Frobenius norm of the whole input-channel slice
-                s = tf.reduce_sum(tf.square(g), [0, 1, 3])
-            score.assign(s)
+            for j, g, score in zip(layers, grads, scores):
+                if paper:  # sum over output channels of the Frobenius norm over (kh, kw)
+                    s = tf.reduce_sum(tf.sqrt(tf.reduce_sum(tf.square(g), [0, 1])), 1)
+                else:  # PocketFlow: squared Frobenius norm of the whole input-channel slice
+                    s = tf.reduce_sum(tf.square(g), [0, 1, 3])
+                score.assign(tf.where(self.score_layer[j] > 0, s, score))
 
-        training = self.bn_training
-        return self._step(("score", i), [kernel], self._layer_loss(stage, i, training, False), apply, accum)
+        return self._step(("score", stage.index, accum), kernels, loss, apply, accum)
 
     def _layer_step(self, stage: Stage, i: int):
         opt = self.opts[f"layer{i}"]
