@@ -450,12 +450,14 @@ class DcpLearner:
         return loss
 
     def _score_step(self, stage: Stage, i: int, accum: int):
-        """The channel score of conv i, written to scores[i] by the returned step. One step is traced per
-        stage and shared by its layers (tracing, not arithmetic, dominates short runs): it takes the
-        gradient for every kernel of the stage of L = dis + sum_j [j = i] L_M(j), with [j = i] read from
-        `score_layer`, which is set here, so call the step before asking for another layer's."""
+        """The channel score of conv i, written to scores[i] by the returned step: the gradient of
+        L = dis + sum_j [j = i] L_M(j) (Eq. 3 + 6), with [j = i] read from `score_layer`, which is set
+        here, so call the step before asking for another layer's. PocketFlow scores one mini-batch per
+        pick: one step is traced per stage and shared by its layers (tracing, not arithmetic, dominates
+        there; the gradient then reaches every kernel of the stage). The paper accumulates the gradient
+        over the whole selection set at every pick: one step per layer, whose gradient stops at conv i."""
         self.score_layer.assign(tf.one_hot(i, len(self.pruned.convs)))
-        layers = list(stage.layers)
+        layers = list(stage.layers) if self.cfg.variant == "pocketflow" else [i]
         kernels = [self.pruned.convs[j].kernel for j in layers]
         scores = [self.scores[str(j)] for j in layers]
         paper, training = self.cfg.variant == "paper", self.bn_training
@@ -476,7 +478,7 @@ class DcpLearner:
                     s = tf.reduce_sum(tf.square(g), [0, 1, 3])
                 score.assign(tf.where(self.score_layer[j] > 0, s, score))
 
-        return self._step(("score", stage.index, accum), kernels, loss, apply, accum)
+        return self._step(("score", stage.index, tuple(layers), accum), kernels, loss, apply, accum)
 
     def _layer_step(self, stage: Stage, i: int):
         opt = self.opts[f"layer{i}"]

@@ -54,7 +54,7 @@ def test_pipeline_shifts_labels_and_subtracts_the_mean_only(folder):
 def test_full_prec_trains_on_the_folder_and_names_top1_and_top5(folder, tmp_path):
     """PocketFlow's ResNet-18 (1001 outputs, max-pool stem) through the entry point; dis-chn-pruned on the
     same folder runs in `SMOKE=1 bash scripts/dcp/imagenet_table5.sh` (every pick of ResNet-18's 20 convs
-    and a 300 MB learner checkpoint per layer: a minute, too long for the suite)."""
+    and a 400 MB learner checkpoint per layer: 130 s CPU, too long for the suite)."""
     common = ["--data_dir", str(folder), "--image_size", "32", "--resnet_size", "18", "--batch_size", "8",
               "--batch_size_eval", "8", "--summ_step", "0", "--bn_decay", "0.9",
               "--save_path", str(tmp_path / "models/model.ckpt"),
