@@ -92,10 +92,13 @@ def rank_channels(score: np.ndarray, kept_mask: np.ndarray) -> np.ndarray:
     return order
 
 
+KEEP_TRACED = True  # False: the search's passes follow functions_run_eagerly too (a search of a few passes)
+
+
 @contextmanager
 def _traced():
     before = tf.config.functions_run_eagerly()
-    tf.config.run_functions_eagerly(False)
+    tf.config.run_functions_eagerly(before and not KEEP_TRACED)
     try:
         yield
     finally:

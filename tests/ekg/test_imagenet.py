@@ -18,7 +18,9 @@ from shared.results import iter_records  # noqa: E402
 from tests.jpeg_folder import write_jpeg_folder  # noqa: E402
 
 
-def test_imagenet_search_bank_and_both_fine_tunings_on_a_jpeg_folder(tmp_path):
+def test_imagenet_search_bank_and_both_fine_tunings_on_a_jpeg_folder(tmp_path, monkeypatch):
+    # a search of a few dozen passes on 4 images: its passes run eagerly too (cheaper than tracing)
+    monkeypatch.setattr("ekg_tf2.search.KEEP_TRACED", False)
     root = write_jpeg_folder(tmp_path / "data", classes=4, per_class=6, size=40)
     pkl = tmp_path / "init.pkl"
     params.write_params(pkl, params.model_params(ResNet("ResNet-18", 1000, seed=0)))

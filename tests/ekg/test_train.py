@@ -15,7 +15,7 @@ tf = pytest.importorskip("tensorflow")
 
 from ekg_tf2 import params  # noqa: E402
 from ekg_tf2.models import ResNet  # noqa: E402
-from ekg_tf2.train import FinetuneConfig, FineTuner, learning_rate, run_finetune  # noqa: E402
+from ekg_tf2.train import FinetuneConfig, FineTuner, functions_run_eagerly, learning_rate, run_finetune  # noqa: E402
 
 
 def _model(seed=1):
@@ -98,6 +98,11 @@ def test_accumulated_micro_batches_sum_their_gradients():
 
 
 def test_resume_after_interruption_gives_the_uninterrupted_run(tmp_path, digits_split):
+    with functions_run_eagerly(True):  # three runs of a few steps: tracing each would cost more
+        _resume_case(tmp_path, digits_split)
+
+
+def _resume_case(tmp_path, digits_split):
     train, test = digits_split
     src = tmp_path / "slim.pkl"
     params.write_params(src, params.model_params(_model(2)))
