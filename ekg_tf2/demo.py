@@ -26,6 +26,7 @@ import tensorflow as tf
 from ekg_tf2 import data, params, pruning, train
 from ekg_tf2.models import ResNet
 from ekg_tf2.models.folded import FoldedResNet
+from shared import tf_train
 from shared.errors import main_guard
 from shared.paths import checkpoint_root, data_root
 
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
     records = ["--records", args.records] if args.records else []
     # the stages run their functions eagerly, the search's passes traced: smoke-sized, every other
     # function is called a few times, and tracing a ResNet-56 step costs more than running it
-    with train.functions_run_eagerly(True):
+    with tf_train.functions_run_eagerly(True):
         if have_data and authors is not None and authors.is_file():
             arch, dataset, start, target, steps = "ResNet-56", "CIFAR10", authors, 0.8, 5
             # --search_step 1.0 (the original's flag): an inner conv drops to one channel per step, so a
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
                 + ["--train_epoch", "4", "--steps_per_epoch", "60", "--batch_size", "32", "--learning_rate", "0.1"]
                 + common
             )
-            with train.functions_run_eagerly(False):  # 240 steps: tracing pays
+            with tf_train.functions_run_eagerly(False):  # 240 steps: tracing pays
                 train.run(pre, log=quiet)
             start = out / "pretrain" / "trained_params.pkl"
         base = ["--arch", arch, "--dataset", dataset] + common + records

@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,19 +94,14 @@ def rank_channels(score: np.ndarray, kept_mask: np.ndarray) -> np.ndarray:
 KEEP_TRACED = True  # False: the search's passes follow functions_run_eagerly too (a search of a few passes)
 
 
-@contextmanager
 def _traced():
-    before = tf.config.functions_run_eagerly()
-    tf.config.run_functions_eagerly(before and not KEEP_TRACED)
-    try:
-        yield
-    finally:
-        tf.config.run_functions_eagerly(before)
+    """The search's passes stay traced inside `functions_run_eagerly` blocks unless KEEP_TRACED is off."""
+    return tf_train.functions_run_eagerly(tf.config.functions_run_eagerly() and not KEEP_TRACED)
 
 
 class DistributedForward:
     """Compiled forward passes of the gated model on global batches, under a strategy. They run
-    traced even where the caller runs functions eagerly (`train.functions_run_eagerly`, smoke runs):
+    traced even where the caller runs functions eagerly (`shared.tf_train.functions_run_eagerly`, smoke runs):
     a search calls them hundreds of times."""
 
     def __init__(self, model: ResNet, strategy: tf.distribute.Strategy, jit_compile: bool = False):

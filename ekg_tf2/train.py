@@ -25,7 +25,6 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,19 +83,6 @@ def use_xla(flag: str) -> bool:
     """--xla on/off, or auto: on a GPU (the original compiled every step); off on a CPU, where XLA's
     convolutions are slower than oneDNN's (`python -m ekg_tf2.bench` times both)."""
     return flag == "on" or (flag == "auto" and tf_train.device_kind() == "gpu")
-
-
-@contextmanager
-def functions_run_eagerly(eager: bool = True):
-    """Run every tf.function eagerly (or not) inside the block. For smoke runs: a function called once
-    or a few times on a few images (a warm-up step, a fine-tuning step, one evaluation batch) costs
-    several times more to trace than to run eagerly. The search's passes stay traced (`ekg_tf2.search`)."""
-    before = tf.config.functions_run_eagerly()
-    tf.config.run_functions_eagerly(eager)
-    try:
-        yield
-    finally:
-        tf.config.run_functions_eagerly(before)
 
 
 def temperature_for(num_classes: int, t: float | None) -> float:

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TF loads its C++ runtime: no info logs
 
@@ -182,6 +183,19 @@ def xla_possible(strategy: tf.distribute.Strategy) -> bool:
     cross-device reductions, which XLA cannot place (on logical CPUs it fails outright), so it runs as
     an ordinary graph."""
     return strategy.num_replicas_in_sync == 1
+
+
+@contextmanager
+def functions_run_eagerly(eager: bool = True):
+    """Run every tf.function eagerly (or traced) inside the block, then restore the previous setting. For
+    smoke runs: a function called once or a few times on a few images (a warm-up step, one evaluation
+    batch) costs several times more to trace than to run eagerly."""
+    before = tf.config.functions_run_eagerly()
+    tf.config.run_functions_eagerly(eager)
+    try:
+        yield
+    finally:
+        tf.config.run_functions_eagerly(before)
 
 
 def compile_fn(

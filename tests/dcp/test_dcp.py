@@ -34,24 +34,32 @@ def perturb(model: ResNet) -> None:
 def test_pocketflow_score_is_the_squared_gradient_norm_on_one_batch(tmp_path, digits_train):
     L = learner(tmp_path, "pocketflow", digits_train)
     perturb(L.pruned)
-    stage, i = L.stages[0], 3  # L = 10 convs, P = 1: ceil(11 / 2) = 6, the aux head reads conv 5
-    assert stage.tap == ("conv", 5)
+    stage = L.stages[0]  # L = 10 convs, P = 1: ceil(11 / 2) = 6, the aux head reads conv 5
+    assert stage.tap == ("conv", 5) and {3, 4} <= set(stage.layers)
     x, y = batch(digits_train)
-    L._score_step(stage, i, 1)(x, y)
-    got = L.scores[str(i)].numpy()
 
-    kernel = L.pruned.convs[i].kernel
-    with tf.GradientTape() as tape:
-        _, full_outs, _ = L.full.forward(x, True, update=False)
-        _, outs, _ = L.pruned.forward(x, True, update=False)
-        rec = 0.5 * tf.reduce_sum(tf.square(full_outs[i] - outs[i]))  # tf.nn.l2_loss, whole batch
-        logits = L.heads[0](outs[5], True, update=False)
-        ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
-        loss = rec + ce
-    g = tape.gradient(loss, kernel).numpy()
-    want = (g**2).sum(axis=(0, 1, 3))
-    np.testing.assert_allclose(got, want, rtol=1e-4)
-    assert np.argmax(got) == np.argmax(want)
+    def expected(i):
+        kernel = L.pruned.convs[i].kernel
+        with tf.GradientTape() as tape:
+            _, full_outs, _ = L.full.forward(x, True, update=False)
+            _, outs, _ = L.pruned.forward(x, True, update=False)
+            rec = 0.5 * tf.reduce_sum(tf.square(full_outs[i] - outs[i]))  # tf.nn.l2_loss, whole batch
+            logits = L.heads[0](outs[5], True, update=False)
+            ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+            loss = rec + ce
+        g = tape.gradient(loss, kernel).numpy()
+        return (g**2).sum(axis=(0, 1, 3))
+
+    # conv 3, then conv 4 through the stage's one traced step: each gets its own reconstruction term,
+    # and scoring conv 4 leaves conv 3's score as it was
+    L._score_step(stage, 3, 1)(x, y)
+    first = L.scores["3"].numpy()
+    np.testing.assert_allclose(first, expected(3), rtol=1e-4)
+    assert np.argmax(first) == np.argmax(expected(3))
+    L._score_step(stage, 4, 1)(x, y)
+    np.testing.assert_allclose(L.scores["4"].numpy(), expected(4), rtol=1e-4)
+    np.testing.assert_array_equal(L.scores["3"].numpy(), first)
+    assert len([k for k in L._steps if k[0] == "score"]) == 1  # one trace for the stage
 
 
 def test_paper_score_sums_frobenius_norms_of_the_accumulated_gradient(tmp_path, digits_train):

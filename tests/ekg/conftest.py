@@ -34,7 +34,7 @@ def eager_functions():
     pipeline calls each of its other ResNet functions (warm-up, slimmed evaluation, both fine-tunings)
     once or a few times on a few images, where tracing costs several times what running costs. The
     compiled paths are checked on their own (XLA = plain, replicas, workers)."""
-    from ekg_tf2.train import functions_run_eagerly
+    from shared.tf_train import functions_run_eagerly
 
     with functions_run_eagerly(True):
         yield

@@ -20,7 +20,8 @@ import tensorflow as tf
 from ekg_tf2.memory_bank import build_memory_bank
 from ekg_tf2.models import ResNet
 from ekg_tf2.search import EKGSearch, SearchConfig
-from ekg_tf2.train import FinetuneConfig, FineTuner, functions_run_eagerly
+from ekg_tf2.train import FinetuneConfig, FineTuner
+from shared.tf_train import functions_run_eagerly
 
 
 def reference(bank: bool = True):

@@ -15,7 +15,8 @@ tf = pytest.importorskip("tensorflow")
 
 from ekg_tf2 import params  # noqa: E402
 from ekg_tf2.models import ResNet  # noqa: E402
-from ekg_tf2.train import FinetuneConfig, FineTuner, functions_run_eagerly, learning_rate, run_finetune  # noqa: E402
+from ekg_tf2.train import FinetuneConfig, FineTuner, learning_rate, run_finetune  # noqa: E402
+from shared.tf_train import functions_run_eagerly  # noqa: E402
 
 
 def _model(seed=1):
