@@ -15,8 +15,9 @@ pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
 tf = pytest.importorskip("tensorflow")
 
-from dcp_tf import checkpoints, data  # noqa: E402
+from dcp_tf import checkpoints, data, train  # noqa: E402
 from dcp_tf import resnet_at_ilsvrc12_run as entry  # noqa: E402
+from shared.data.arrays import ArraySplit  # noqa: E402
 from shared.tf_imagenet import TF_OFFICIAL_MEAN  # noqa: E402
 from tests.jpeg_folder import CLASS_STEP, write_jpeg_folder  # noqa: E402
 
@@ -81,3 +82,19 @@ def test_full_prec_trains_on_the_folder_and_names_top1_and_top5(folder, tmp_path
 def test_missing_folder_says_what_is_expected(tmp_path):
     code, _, err = run("--data_dir", str(tmp_path / "nowhere"), "--learner", "full-prec", "--image_size", "32")
     assert code != 0 and "nowhere" in err and "train" in err
+
+
+def test_evaluate_counts_top5_by_rank():
+    """A stand-in network that ranks class c at place c for every image: an image of class y is a top-1
+    hit only for y = 0 and a top-5 hit for y < 5 (a top-5 computed as top-1, or over 4 classes, fails)."""
+
+    class Ranked:
+        num_classes = 12
+
+        def __call__(self, x, training=False):
+            return tf.tile(-tf.range(12, dtype=tf.float32)[None], [tf.shape(x)[0], 1])
+
+    labels = np.array([0, 1, 4, 5, 7, 11, 3, 0, 6, 2], np.int64)
+    split = ArraySplit("toy", "test", np.zeros((10, 32, 32, 3), np.uint8), labels, tuple("abcdefghijkl"))
+    ev = train.evaluate(Ranked(), split, batch_size=4)
+    assert ev["top1"] == pytest.approx(np.mean(labels == 0)) and ev["top5"] == pytest.approx(np.mean(labels < 5))
